@@ -1,0 +1,6 @@
+"""Guides q(z | x). Importing this package registers every guide."""
+
+from vaezoo.guides.amortized import AmortizedNormal, AmortizedNormalConfig
+from vaezoo.guides.exact import ExactPosterior
+
+__all__ = ["AmortizedNormal", "AmortizedNormalConfig", "ExactPosterior"]

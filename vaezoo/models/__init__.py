@@ -1,0 +1,7 @@
+"""Generative models p(x, z). Importing this package registers every model."""
+
+from vaezoo.models.base import LatentVariableModel
+from vaezoo.models.linear_gaussian import LinearGaussian, LinearGaussianConfig
+from vaezoo.models.vae import VAE, VAEConfig
+
+__all__ = ["LatentVariableModel", "LinearGaussian", "LinearGaussianConfig", "VAE", "VAEConfig"]
