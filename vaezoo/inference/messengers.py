@@ -1,0 +1,24 @@
+"""Poutine messengers that switch estimators or weights without touching model code."""
+
+from __future__ import annotations
+
+from pyro.poutine.messenger import Messenger
+
+
+class ScaleLatents(Messenger):
+    """Multiply the log-density of every *latent* sample site by ``weight``; observed sites keep 1.
+
+    Used for KL warm-up and beta-VAE weighting. It wraps both the model and the guide, so the latent
+    term log p(z) - log q(z | x), or its analytic KL, is scaled as a whole. Unlike
+    :class:`pyro.poutine.scale`, a weight of 0 (the first step of a warm-up) is allowed.
+    """
+
+    def __init__(self, weight: float):
+        super().__init__()
+        if weight < 0:
+            raise ValueError(f"latent weight must be >= 0, got {weight}")
+        self.weight = weight
+
+    def _process_message(self, msg: dict) -> None:
+        if msg["type"] == "sample" and not msg["is_observed"]:
+            msg["scale"] = msg["scale"] * self.weight
