@@ -1,0 +1,225 @@
+"""Data sets: MNIST and Fashion-MNIST through torchvision, with binarization as a transform.
+
+Where the files come from, in order (the first folder that holds the four standard IDX files wins):
+
+1. the ``data_dir`` argument (``--data-dir``): the folder of the IDX files itself, a folder with
+   one subfolder per data set (``mnist/``, ``fashion-mnist/``), or a torchvision root;
+2. the ``VAEZOO_DATA`` environment variable, same forms (``../shared/data`` has the second);
+3. torchvision's own root under the vaezoo cache (where ``download=True`` puts the files);
+4. the Debian package location (``/usr/share/datasets/fashion-mnist`` for Fashion-MNIST).
+
+A folder of ``.gz`` files is enough: the files are unpacked once into torchvision's ``raw/`` layout
+under the cache (``VAEZOO_CACHE``, default ``~/.cache/vaezoo``), and torchvision's dataset classes
+read them from there. Nothing is downloaded unless ``download=True``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from vaezoo.errors import DataError
+
+Binarize = Literal["dynamic", "static", "none"]
+IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+@dataclass(frozen=True)
+class Source:
+    torchvision_class: str
+    folder: str
+    system_dirs: tuple[str, ...] = ()
+
+
+SOURCES = {
+    "mnist": Source("MNIST", "mnist"),
+    "fashion-mnist": Source("FashionMNIST", "fashion-mnist", ("/usr/share/datasets/fashion-mnist",)),
+}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("VAEZOO_CACHE", Path.home() / ".cache" / "vaezoo"))
+
+
+def _has_idx(folder: Path) -> bool:
+    return all((folder / f).is_file() or (folder / (f + ".gz")).is_file() for f in IDX_FILES)
+
+
+def _candidates(name: str, data_dir: str | os.PathLike | None) -> list[tuple[str, Path]]:
+    src = SOURCES[name]
+    found: list[tuple[str, Path]] = []
+    for label, root in (("data_dir argument", data_dir), ("VAEZOO_DATA", os.environ.get("VAEZOO_DATA"))):
+        if root:
+            root = Path(root).expanduser()
+            for d in (root, root / src.folder, root / src.torchvision_class / "raw"):
+                found.append((label, d))
+    found.append(("torchvision root", cache_dir() / "torchvision" / src.torchvision_class / "raw"))
+    found += [("system package", Path(d)) for d in src.system_dirs]
+    return found
+
+
+def _prepare_root(name: str, folder: Path) -> Path:
+    """A torchvision root whose ``<Class>/raw`` holds the uncompressed IDX files of ``folder``."""
+    cls = SOURCES[name].torchvision_class
+    if folder.name == "raw" and folder.parent.name == cls and all((folder / f).is_file() for f in IDX_FILES):
+        return folder.parent.parent
+    key = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:12]
+    root = cache_dir() / "prepared" / f"{name}-{key}"
+    raw = root / cls / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for f in IDX_FILES:
+        target = raw / f
+        if target.is_file():
+            continue
+        # Unpack to a temporary name and rename, so an interrupted run never leaves half a file.
+        fd, tmp = tempfile.mkstemp(dir=raw, prefix=f + ".")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                if (folder / f).is_file():
+                    with open(folder / f, "rb") as inp:
+                        shutil.copyfileobj(inp, out)
+                else:
+                    with gzip.open(folder / (f + ".gz"), "rb") as inp:
+                        shutil.copyfileobj(inp, out)
+            os.replace(tmp, target)
+        except (OSError, EOFError) as e:
+            Path(tmp).unlink(missing_ok=True)
+            raise DataError(
+                f"cannot read {folder / f}(.gz): {e}; the file is corrupt or truncated, replace it"
+            ) from None
+    return root
+
+
+def _not_found(name: str, tried: list[tuple[str, Path]]) -> DataError:
+    src = SOURCES[name]
+    lines = "\n".join(f"  - {label}: {path}" for label, path in tried)
+    ways = [
+        f"pass --data-dir DIR (Python: data_dir=DIR), DIR holding {', '.join(f + '.gz' for f in IDX_FILES)}",
+        f"set VAEZOO_DATA to a folder with a '{src.folder}/' subfolder of those files",
+        "pass --download (Python: download=True) where the network allows",
+    ]
+    if src.system_dirs:
+        ways.append(f"install Debian's package dataset-{src.folder} (puts them in {src.system_dirs[0]})")
+    return DataError(
+        f"{name} data not found. Looked in:\n{lines}\nTo provide it, either\n  " + "\n  ".join(ways)
+    )
+
+
+def locate(name: str, data_dir: str | os.PathLike | None = None, download: bool = False) -> Path:
+    """The torchvision root to read data set ``name`` from (see the module docstring for the order)."""
+    if name not in SOURCES:
+        raise DataError(f"unknown data set {name!r}; available: {', '.join(sorted(SOURCES))}")
+    tried = _candidates(name, data_dir)
+    for _, folder in tried:
+        if _has_idx(folder):
+            return _prepare_root(name, folder)
+    if download:
+        return cache_dir() / "torchvision"
+    raise _not_found(name, tried)
+
+
+class ImageData(Dataset):
+    """Images as float tensors ``(1, H, W)`` in [0, 1] with integer labels, binarized on the fly.
+
+    - ``"dynamic"``: every time an image is served, each pixel is a fresh Bernoulli draw with its
+      grey level as probability (the literature's dynamically binarized MNIST).
+    - ``"static"``: one such draw made once with ``seed``, then fixed.
+    - ``"none"``: grey levels / 255.
+
+    Indexing with a list or tensor of indices returns a whole batch at once, which
+    :func:`batches` uses to avoid per-item overhead.
+    """
+
+    def __init__(
+        self, images: torch.Tensor, labels: torch.Tensor, binarize: Binarize = "dynamic", seed: int = 0
+    ):
+        if binarize not in ("dynamic", "static", "none"):
+            raise DataError(f"binarize must be 'dynamic', 'static' or 'none', got {binarize!r}")
+        self.images = images.unsqueeze(1) if images.dim() == 3 else images
+        self.labels = labels
+        self.binarize = binarize
+        if binarize == "static":
+            g = torch.Generator().manual_seed(seed)
+            self.fixed = torch.bernoulli(self.images.float() / 255, generator=g)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def x_shape(self) -> tuple[int, ...]:
+        return tuple(self.images.shape[1:])
+
+    def __getitem__(self, index):
+        if self.binarize == "static":
+            return self.fixed[index], self.labels[index]
+        x = self.images[index].float() / 255
+        if self.binarize == "dynamic":
+            x = torch.bernoulli(x)
+        return x, self.labels[index]
+
+
+def load(
+    name: str,
+    split: Literal["train", "test"] = "train",
+    binarize: Binarize = "dynamic",
+    data_dir: str | os.PathLike | None = None,
+    download: bool = False,
+    seed: int = 0,
+) -> ImageData:
+    """Load ``"mnist"`` or ``"fashion-mnist"`` (``split`` train: 60k, test: 10k) as :class:`ImageData`."""
+    import torchvision
+
+    if split not in ("train", "test"):
+        raise DataError(f"split must be 'train' or 'test', got {split!r}")
+    root = locate(name, data_dir, download)
+    cls = getattr(torchvision.datasets, SOURCES[name].torchvision_class)
+    try:
+        ds = cls(str(root), train=split == "train", download=download)
+    except RuntimeError as e:
+        raise DataError(f"torchvision could not read {name} from {root}: {e}") from None
+    except (ValueError, OSError) as e:
+        raise DataError(
+            f"the {name} IDX files under {root} are corrupt ({e}); replace them with intact copies"
+        ) from None
+    return ImageData(ds.data, ds.targets, binarize, seed)
+
+
+def batches(
+    data, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None
+) -> Iterator[torch.Tensor]:
+    """Yield batches of x from a tensor, an :class:`ImageData`, any map-style dataset or a DataLoader.
+
+    Items that are tuples (x, label, ...) contribute their first element.
+    """
+    if isinstance(data, DataLoader):
+        for batch in data:
+            yield batch[0] if isinstance(batch, (tuple, list)) else batch
+        return
+    n = len(data)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    if isinstance(data, (torch.Tensor, ImageData)):
+        for start in range(0, n, batch_size):
+            item = data[order[start : start + batch_size]]
+            yield item[0] if isinstance(item, tuple) else item
+        return
+    loader = DataLoader(data, batch_size=batch_size, sampler=order.tolist())
+    yield from batches(loader, batch_size)
+
+
+def num_batches(data, batch_size: int) -> int:
+    return len(data) if isinstance(data, DataLoader) else -(-len(data) // batch_size)
