@@ -1,0 +1,143 @@
+"""Every CLI command and benchmark script smoke-runs; a new one fails here until it is listed."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vaezoo.cli import COMMANDS, main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--epochs", "1", "--batch-size", "16", "--z-dim", "2", "--hidden", "8", "--no-progress"]
+
+
+def run_train(out: Path, *extra: str) -> None:
+    assert main(["train", "--out", str(out), "--eval-k", "4", *TINY, *extra]) == 0
+
+
+def smoke_train(tmp_path):
+    run_train(tmp_path / "run")
+    out = tmp_path / "run"
+    assert {"checkpoint.pt", "samples.png", "reconstructions.png", "loss.png", "metrics.json"} <= {
+        p.name for p in out.iterdir()
+    }
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_log_likelihood"]["k"] == 4 and metrics["history"][0]["epoch"] == 1
+
+
+def smoke_eval(tmp_path):
+    run_train(tmp_path / "run")
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(tmp_path / "run" / "checkpoint.pt"),
+                "--k",
+                "3",
+                "--n",
+                "10",
+                "--json",
+                str(tmp_path / "e.json"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert result["n"] == 10 and result["mean"] < 0
+
+
+def smoke_sample(tmp_path):
+    run_train(tmp_path / "run")
+    assert (
+        main(
+            [
+                "sample",
+                "--checkpoint",
+                str(tmp_path / "run" / "checkpoint.pt"),
+                "--n",
+                "4",
+                "--out",
+                str(tmp_path / "s.png"),
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "s.png").stat().st_size > 0
+
+
+SMOKE = {"train": smoke_train, "eval": smoke_eval, "sample": smoke_sample}
+BENCHMARKS = {"step_time.py": ["--smoke"]}
+
+
+def test_every_command_has_a_smoke_test():
+    assert set(COMMANDS) == set(SMOKE), "list each new command in SMOKE with a smoke run"
+
+
+@pytest.mark.parametrize("name", sorted(SMOKE))
+def test_command_smoke(name, idx_root, tmp_path):
+    SMOKE[name](tmp_path)
+
+
+def test_guide_and_objective_flags(idx_root, tmp_path):
+    run_train(
+        tmp_path / "r",
+        "--guide",
+        "amortized",
+        "--guide-hidden",
+        "5",
+        "--objective",
+        "elbo",
+        "--kl-warmup",
+        "1",
+    )
+    saved = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert saved["guide"]["config"]["hidden"] == [5] and saved["objective"]["config"]["kl_warmup"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--model", "nope"], "unknown model 'nope'; registered models are"),
+        (["eval", "--checkpoint", "missing.pt"], "checkpoint missing.pt does not exist"),
+        (
+            ["train", "--dataset", "mnist", "--data-dir", "/nonexistent", "--no-progress"],
+            "mnist data not found",
+        ),
+    ],
+)
+def test_bad_input_gives_one_message_and_status_2(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("VAEZOO_DATA", str(tmp_path))
+    assert main([*argv, *(["--out", str(tmp_path / "o")] if argv[0] == "train" else [])]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_python_dash_m_entry_point():
+    out = subprocess.run(
+        [sys.executable, "-m", "vaezoo", "--help"], capture_output=True, text=True, check=True
+    )
+    assert all(name in out.stdout for name in COMMANDS)
+    out = subprocess.run(
+        [sys.executable, "-m", "vaezoo", "train", "--model", "vae", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "--z-dim" in out.stdout and "--kl-warmup" in out.stdout
+
+
+def test_every_benchmark_is_listed_and_runs():
+    scripts = {p.name for p in (ROOT / "benchmarks").glob("*.py")}
+    assert scripts == set(BENCHMARKS), "list each new benchmark in BENCHMARKS with its smoke flags"
+    for script, flags in BENCHMARKS.items():
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / script), *flags],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert "ratio" in out.stdout and "ran:" in out.stdout

@@ -1,0 +1,64 @@
+"""The model/guide/objective contract over everything registered (../shared/DESIGN.md section 1).
+
+For every model x every guide that can serve it x every objective: site names and shapes agree,
+one optimizer step runs with a finite loss, and ``loss`` equals ``differentiable_loss`` on the
+same random numbers.
+"""
+
+import itertools
+
+import pytest
+import torch
+from pyro import poutine
+
+from vaezoo import ConfigError
+from vaezoo.inference.fit import make_optimizer, parameters
+from vaezoo.registry import GUIDES, MODELS, OBJECTIVES, build_guide, build_model, build_objective
+
+SMALL = {"vae": {"x_shape": (1, 6, 6), "z_dim": 3, "hidden": (8,)}, "linear_gaussian": {"x_shape": (4,)}}
+
+
+def test_every_model_has_a_small_config_here():
+    assert set(MODELS.names()) == set(SMALL), "add the new model's small test config to SMALL"
+
+
+@pytest.mark.parametrize(
+    ("model_name", "guide_name", "objective_name"),
+    list(itertools.product(MODELS.names(), GUIDES.names(), OBJECTIVES.names())),
+)
+def test_pair_contract(model_name, guide_name, objective_name):
+    torch.manual_seed(0)
+    model = build_model(model_name, SMALL[model_name])
+    try:
+        guide = build_guide(guide_name, model)
+    except ConfigError as e:  # the guide says why it cannot serve this model
+        pytest.skip(str(e))
+    objective = build_objective(objective_name)
+    x = model.example_x(5)
+    if model.binary_data:
+        x = torch.bernoulli(torch.full_like(x, 0.4))
+
+    g = poutine.trace(guide).get_trace(x)
+    m = poutine.trace(poutine.replay(model, trace=g)).get_trace(x)
+    latent = {
+        n: s for n, s in m.nodes.items() if s["type"] == "sample" and not s["is_observed"] and n != "data"
+    }
+    guided = {n: s for n, s in g.nodes.items() if s["type"] == "sample" and n != "data"}
+    assert set(latent) == set(guided)
+    for name in latent:
+        assert latent[name]["fn"].event_shape == guided[name]["fn"].event_shape
+        assert latent[name]["value"].shape == guided[name]["value"].shape
+    assert "x" in m.nodes and m.nodes["x"]["is_observed"]
+
+    torch.manual_seed(1)
+    loss = objective.differentiable_loss(model, guide, x)
+    torch.manual_seed(1)
+    assert objective.loss(model, guide, x) == pytest.approx(loss.item(), rel=1e-6)
+    assert torch.isfinite(loss)
+    params = parameters(model, guide)
+    before = [p.detach().clone() for p in params]
+    opt = make_optimizer(params, 1e-2)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    assert any(not torch.equal(a, b) for a, b in zip(before, params, strict=True))
