@@ -5,8 +5,11 @@ hand-written step computes the same single-sample ELBO (analytic KL, Bernoulli l
 Pyro. Timings alternate between the two in rounds, so drifts in machine load hit both alike. The
 data are fixed random binary images (a data loader is not part of a step).
 
-    python benchmarks/step_time.py                 # validation off, batch 100
-    python benchmarks/step_time.py --validate      # with Pyro's distribution checks
+    python benchmarks/step_time.py                       # validation off, batch sizes 20, 100, 500
+    python benchmarks/step_time.py --validate            # with Pyro's distribution checks
+
+Pyro's own :class:`~pyro.infer.TraceMeanField_ELBO` on the same model and guide is timed as well, to
+separate what Pyro's effect handling costs from what vaezoo's objective adds.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 import pyro
 import torch
 import torch.nn.functional as F
+from pyro.infer import TraceMeanField_ELBO
 from torch import nn
 
 from vaezoo import ELBO, VAE
@@ -52,59 +56,72 @@ def time_steps(step, batches) -> float:
     return (time.perf_counter() - t0) / len(batches)
 
 
+def measure(batch_size: int, steps: int, rounds: int) -> dict[str, float]:
+    """Median seconds per training step of each implementation, timed in alternating blocks."""
+    torch.manual_seed(0)
+    model = VAE()  # Burda et al. one-layer architecture: 784-200-200-50, tanh
+    guide = model.default_guide()
+    reference = HandWrittenVAE(model, guide)
+    pyro_guide = copy.deepcopy(guide)
+    pyro_model = copy.deepcopy(model)
+    objective, pyro_elbo = ELBO(), TraceMeanField_ELBO()
+    generator = torch.Generator().manual_seed(1)
+    batches = list(torch.bernoulli(torch.rand(steps, batch_size, *model.x_shape, generator=generator)))
+
+    def step_with(loss_fn, params):
+        optimizer = make_optimizer(list(params), lr=1e-3)
+
+        def step(x):
+            loss = loss_fn(x)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        return step
+
+    steps_by_name = {
+        "vaezoo ELBO (Pyro model/guide)": step_with(
+            lambda x: objective.differentiable_loss(model, guide, x), parameters(model, guide)
+        ),
+        "hand-written PyTorch": step_with(reference.loss, reference.parameters()),
+        "Pyro TraceMeanField_ELBO": step_with(
+            lambda x: pyro_elbo.differentiable_loss(pyro_model, pyro_guide, x) / x.shape[0],
+            parameters(pyro_model, pyro_guide),
+        ),
+    }
+    for step in steps_by_name.values():  # warm-up: allocator, kernels, Adam state
+        time_steps(step, batches[:3])
+    times: dict[str, list[float]] = {name: [] for name in steps_by_name}
+    for _ in range(rounds):
+        for name, step in steps_by_name.items():
+            times[name].append(time_steps(step, batches))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--steps", type=int, default=100, help="steps per timed block")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[20, 100, 500])
+    parser.add_argument("--steps", type=int, default=50, help="steps per timed block")
     parser.add_argument("--rounds", type=int, default=7, help="alternating blocks per implementation")
     parser.add_argument("--validate", action="store_true", help="turn Pyro's validation on")
     parser.add_argument("--smoke", action="store_true", help="tiny run for the test suite")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.steps, args.rounds = 3, 2
+        args.steps, args.rounds, args.batch_sizes = 3, 2, [8]
     pyro.enable_validation(args.validate)
-    torch.manual_seed(0)
-
-    model = VAE()  # Burda et al. one-layer architecture: 784-200-200-50, tanh
-    guide = model.default_guide()
-    reference = HandWrittenVAE(model, guide)
-    objective = ELBO()
-    opt_pyro = make_optimizer(parameters(model, guide), lr=1e-3)
-    opt_ref = make_optimizer(list(reference.parameters()), lr=1e-3)
-    data = torch.bernoulli(
-        torch.rand(args.steps, args.batch_size, *model.x_shape, generator=torch.Generator().manual_seed(1))
-    )
-    batches = list(data)
-
-    def pyro_step(x):
-        loss = objective.differentiable_loss(model, guide, x)
-        opt_pyro.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_pyro.step()
-
-    def ref_step(x):
-        loss = reference.loss(x)
-        opt_ref.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_ref.step()
-
-    for step in (pyro_step, ref_step):  # warm-up: allocator, kernels, Adam state
-        time_steps(step, batches[:3])
-    t_pyro, t_ref = [], []
-    for _ in range(args.rounds):
-        t_pyro.append(time_steps(pyro_step, batches))
-        t_ref.append(time_steps(ref_step, batches))
-    med_pyro, med_ref = statistics.median(t_pyro), statistics.median(t_ref)
     print(
-        f"ran: VAE 784-200-200-50 tanh + mirrored encoder, batch {args.batch_size}, {args.steps} steps x "
-        f"{args.rounds} alternating rounds, fused Adam lr 1e-3 (both), "
-        f"validation {'on' if args.validate else 'off'}, "
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads), pyro {pyro.__version__}, "
-        f"{platform.processor() or platform.machine()}"
+        f"ran: VAE 784-200-200-50 tanh + mirrored encoder, single-sample ELBO with analytic KL, "
+        f"{args.steps} steps x {args.rounds} alternating rounds per batch size, fused Adam lr 1e-3 (all), "
+        f"validation {'on' if args.validate else 'off'}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), pyro {pyro.__version__}, {platform.machine()}"
     )
-    print(f"vaezoo (Pyro) step: median {1e3 * med_pyro:.3f} ms")
-    print(f"hand-written PyTorch step: median {1e3 * med_ref:.3f} ms")
-    print(f"ratio Pyro / PyTorch: {med_pyro / med_ref:.3f}")
+    reference = "hand-written PyTorch"
+    for batch_size in args.batch_sizes:
+        medians = measure(batch_size, args.steps, args.rounds)
+        print(f"batch {batch_size}:")
+        for name, seconds in medians.items():
+            ratio = seconds / medians[reference]
+            print(f"  {name:32s} median {1e3 * seconds:7.3f} ms/step  ratio to PyTorch {ratio:.3f}")
 
 
 if __name__ == "__main__":
