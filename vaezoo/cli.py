@@ -136,6 +136,7 @@ def train(args: argparse.Namespace) -> None:
         resume=cfg.resume,
         seed=cfg.seed,
         progress=cfg.progress,
+        verbose=True,
         validate=cfg.validate,
         meta=meta,
     )

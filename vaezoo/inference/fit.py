@@ -75,6 +75,7 @@ def fit(
     resume: bool = True,
     seed: int = 0,
     progress: bool = True,
+    verbose: bool = False,
     validate: bool | None = None,
     meta: dict[str, Any] | None = None,
 ) -> list[dict[str, float]]:
@@ -87,6 +88,8 @@ def fit(
     With ``out``, ``out/checkpoint.pt`` is written atomically after every epoch (model, guide,
     optimizer, RNG states, history, ``meta``), so an interrupted run loses at most the epoch in
     flight; calling ``fit`` again with the same settings and ``resume=True`` continues from it.
+
+    ``progress`` shows a progress bar per epoch, ``verbose`` prints one summary line per epoch.
 
     :raises TrainingError: when the loss stops being finite; the last good checkpoint is kept.
     """
@@ -162,7 +165,7 @@ def fit(
             if test is not None:
                 record["test_bound"] = mean_bound(model, guide, objective, test)
             history.append(record)
-            if progress:
+            if verbose:
                 shown = ", ".join(
                     f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()
                 )
