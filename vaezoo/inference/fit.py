@@ -21,13 +21,21 @@ from vaezoo.nets import evaluating
 CHECKPOINT = "checkpoint.pt"
 
 
-def parameters(*modules: torch.nn.Module) -> list[torch.nn.Parameter]:
-    """The parameters of ``modules``, each once (a guide may share parameters with its model)."""
+def parameters(*modules) -> list[torch.nn.Parameter]:
+    """The parameters of ``modules``, each once (a guide may share parameters with its model).
+
+    Anything with a ``parameters()`` method counts, such as an objective with a learned baseline.
+    """
     seen: dict[int, torch.nn.Parameter] = {}
     for m in modules:
         for p in m.parameters():
             seen.setdefault(id(p), p)
     return list(seen.values())
+
+
+def _objective_state(objective) -> dict[str, Any]:
+    state_dict = getattr(objective, "state_dict", None)
+    return {"objective": state_dict()} if callable(state_dict) else {}
 
 
 def _kept(path: Path | None, epochs_saved: int) -> str:
@@ -96,7 +104,8 @@ def fit(
     for data in (train, test):
         if isinstance(data, torch.Tensor) and hasattr(model, "check_x"):
             model.check_x(data, full=True)  # once here, so the steps need not
-    params = parameters(model, guide)
+    # Objectives may own trainable parts (e.g. a learned baseline) and state (e.g. a running average).
+    params = parameters(model, guide, *([objective] if callable(getattr(objective, "parameters", None)) else []))
     optimizer = make_optimizer(params, lr)
     spec = _run_spec(model, guide, objective, batch_size, lr, seed)
     path = Path(out) / CHECKPOINT if out is not None else None
@@ -114,6 +123,8 @@ def fit(
             )
         model.load_state_dict(saved["state"]["model"])
         guide.load_state_dict(saved["state"]["guide"])
+        if "objective" in saved["state"]:
+            objective.load_state_dict(saved["state"]["objective"])
         optimizer.load_state_dict(saved["state"]["optimizer"])
         torch.set_rng_state(saved["rng"]["torch"])
         random.setstate(saved["rng"]["python"])
@@ -180,6 +191,7 @@ def fit(
                             "model": model.state_dict(),
                             "guide": guide.state_dict(),
                             "optimizer": optimizer.state_dict(),
+                            **_objective_state(objective),
                         },
                         "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
                         "history": history,
