@@ -52,6 +52,18 @@ def test_missing_data_error_names_every_way(tmp_path, monkeypatch):
         ) else (_ for _ in ()).throw(DataError("dataset-fashion-mnist installed; message checked via mnist"))
 
 
+def test_failed_download_still_names_every_way(tmp_path, monkeypatch):
+    import torchvision
+
+    def offline(self, *args, **kwargs):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried ..., got: <urlopen error>")
+
+    monkeypatch.delenv("VAEZOO_DATA", raising=False)
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
+    with pytest.raises(DataError, match=r"(?s)Error downloading.*no network.*--data-dir.*VAEZOO_DATA"):
+        data.load("mnist", download=True)
+
+
 def test_unknown_dataset_and_corrupt_file(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="unknown data set 'cifar'; available: fashion-mnist, mnist"):
         data.load("cifar")

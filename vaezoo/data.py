@@ -191,6 +191,9 @@ def load(
     try:
         ds = cls(str(root), train=split == "train", download=download)
     except RuntimeError as e:
+        if download:
+            ways = _not_found(name, _candidates(name, data_dir))
+            raise DataError(f"{str(e).splitlines()[0]} (no network?)\n{ways}") from None
         raise DataError(f"torchvision could not read {name} from {root}: {e}") from None
     except (ValueError, OSError) as e:
         raise DataError(
