@@ -182,7 +182,8 @@ def test_objective_parameters_are_trained_checkpointed_and_resumed(tmp_path):
     assert 0.3 < straight.holder.shift.item() < 5.7, "the optimizer must have moved the objective's parameter"
 
     model, guide = small()
-    fit(model, guide, DATA, ELBOWithLearnedShift(), epochs=1, batch_size=32, lr=0.1, out=tmp_path / "b", progress=False)
+    first = ELBOWithLearnedShift()
+    fit(model, guide, DATA, first, epochs=1, batch_size=32, lr=0.1, out=tmp_path / "b", progress=False)
     model, guide = small()
     resumed = ELBOWithLearnedShift()
     fit(model, guide, DATA, resumed, epochs=2, batch_size=32, lr=0.1, out=tmp_path / "b", progress=False)

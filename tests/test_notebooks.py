@@ -22,5 +22,7 @@ def test_notebook_runs_in_smoke_mode(path, monkeypatch):
     assert 'smoke_test = "CI" in os.environ' in first_code, "notebooks must shrink their budgets under CI"
     monkeypatch.setenv("CI", "true")
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(TUTORIALS)}}).execute()
-    assert not any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", [])), os.fspath(path)
+    resources = {"metadata": {"path": str(TUTORIALS)}}
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources=resources).execute()
+    outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+    assert not any(o.get("output_type") == "error" for o in outputs), os.fspath(path)

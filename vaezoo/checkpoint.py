@@ -87,7 +87,8 @@ def restore(path: str | os.PathLike):
         guide.load_state_dict(payload["state"]["guide"])
         if "objective" in payload["state"]:
             if not callable(getattr(objective, "load_state_dict", None)):
-                raise KeyError(f"objective {payload['objective']['name']!r} cannot load the saved objective state")
+                name = payload["objective"]["name"]
+                raise KeyError(f"objective {name!r} cannot load the saved objective state")
             objective.load_state_dict(payload["state"]["objective"])
     except (RuntimeError, KeyError) as e:
         raise CheckpointError(f"checkpoint {path} does not fit the model it names: {e}") from None

@@ -105,7 +105,8 @@ def fit(
         if isinstance(data, torch.Tensor) and hasattr(model, "check_x"):
             model.check_x(data, full=True)  # once here, so the steps need not
     # Objectives may own trainable parts (e.g. a learned baseline) and state (e.g. a running average).
-    params = parameters(model, guide, *([objective] if callable(getattr(objective, "parameters", None)) else []))
+    owners = [model, guide] + ([objective] if callable(getattr(objective, "parameters", None)) else [])
+    params = parameters(*owners)
     optimizer = make_optimizer(params, lr)
     spec = _run_spec(model, guide, objective, batch_size, lr, seed)
     path = Path(out) / CHECKPOINT if out is not None else None

@@ -24,14 +24,28 @@ PARTICLES = "particles"
 DATA = "data"
 
 
-def _data_dim(site: dict, name: str) -> int:
-    for frame in site["cond_indep_stack"]:
-        if frame.name == DATA:
-            return frame.dim
-    raise ConfigError(
-        f"sample site {name!r} is outside pyro.plate({DATA!r}); every site of a vaezoo model and guide "
-        "must sit inside the data plate so that bounds are per datapoint"
-    )
+def per_datapoint(value: torch.Tensor, site: dict) -> torch.Tensor:
+    """Reduce a site's (broadcastable) batch-shaped tensor to shape ``(k, batch)``.
+
+    Sums over every plate dimension but the particle and data plates, read from the site's
+    ``cond_indep_stack``; used for log densities, KL terms and estimator surrogates alike.
+    """
+    frames = {f.name: f for f in site["cond_indep_stack"]}
+    if DATA not in frames:
+        raise ConfigError(
+            f"sample site {site['name']!r} is outside pyro.plate({DATA!r}); every site of a vaezoo model "
+            "and guide must sit inside the data plate so that bounds are per datapoint"
+        )
+    keep = [frames[DATA].dim] + ([frames[PARTICLES].dim] if PARTICLES in frames else [])
+    n = max(value.dim(), *(-d for d in keep))
+    value = value.reshape((1,) * (n - value.dim()) + value.shape)
+    other = [d for d in range(-n, 0) if d not in keep]
+    if other:
+        value = value.sum(other)
+    if PARTICLES not in frames:
+        value = value.unsqueeze(0)
+    k = frames[PARTICLES].size if PARTICLES in frames else 1
+    return value.expand(k, frames[DATA].size)
 
 
 def _sample_sites(trace) -> dict[str, dict]:
@@ -59,20 +73,13 @@ class PairTrace:
         self.observed = [n for n, s in self.model_sites.items() if s["is_observed"]]
         check_sites_agree(self.model_sites, self.guide_sites)
 
-    def _per_datapoint(self, value: torch.Tensor, site: dict, name: str) -> torch.Tensor:
-        """Reduce a site's (broadcastable) batch-shaped tensor to shape ``(k, batch)``."""
-        data_dim = _data_dim(site, name) + self.plate_dims
-        value = value.reshape((1,) * (self.plate_dims - value.dim()) + value.shape)
-        other = [d for d in range(1, self.plate_dims) if d != data_dim]
-        if other:
-            value = value.sum(other, keepdim=True)
-        return value.reshape(value.shape[0], value.shape[data_dim]).expand(
-            self.num_particles, self.batch_size
-        )
+    def per_datapoint(self, value: torch.Tensor, site: dict, name: str) -> torch.Tensor:
+        """:func:`per_datapoint` of ``value`` at ``site``, shape ``(k, batch)``."""
+        return per_datapoint(value, site)
 
     def _log_prob(self, site: dict, name: str) -> torch.Tensor:
         lp = site["fn"].log_prob(site["value"])
-        return self._per_datapoint(scale_and_mask(lp, site["scale"], site["mask"]), site, name)
+        return self.per_datapoint(scale_and_mask(lp, site["scale"], site["mask"]), site, name)
 
     def log_p(self, name: str) -> torch.Tensor:
         """log p of model site ``name`` (times its scale), shape ``(k, batch)``."""
@@ -104,11 +111,14 @@ class PairTrace:
         if not before_model <= before_guide:
             return None
         q_site, p_site = self.guide_sites[name], self.model_sites[name]
+        q, p = q_site["fn"], p_site["fn"]
+        # Some closed forms (torch's Bernoulli KL) do not broadcast batch shapes themselves.
+        shape = torch.broadcast_shapes(q.batch_shape, p.batch_shape)
         try:
-            kl = kl_divergence(q_site["fn"], p_site["fn"])
+            kl = kl_divergence(q.expand(shape), p.expand(shape))
         except NotImplementedError:
             return None
-        return self._per_datapoint(scale_and_mask(kl, q_site["scale"], q_site["mask"]), q_site, name)
+        return self.per_datapoint(scale_and_mask(kl, q_site["scale"], q_site["mask"]), q_site, name)
 
 
 def check_sites_agree(model_sites: dict[str, dict], guide_sites: dict[str, dict]) -> None:

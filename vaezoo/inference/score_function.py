@@ -1,0 +1,211 @@
+"""Gradient-estimator switches: pathwise (the default) and score-function (REINFORCE) with baselines."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from pyro.distributions.util import scale_and_mask
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.util import site_is_subsample
+from torch import nn
+
+from vaezoo.config import resolve
+from vaezoo.errors import ConfigError
+from vaezoo.inference.baselines import make_baseline, vimco_signals
+from vaezoo.inference.elbo import ELBO
+from vaezoo.inference.iwae import IWAE
+from vaezoo.inference.objective import Objective
+from vaezoo.inference.traces import per_datapoint
+from vaezoo.registry import build_objective, register_objective
+
+
+class Reparam(Messenger):
+    """Pathwise gradients, the default: guide sites draw with ``rsample`` where they have one.
+
+    A no-op, so that ``with Reparam(): ...`` and ``with NonReparam(): ...`` read as the two
+    settings of one switch; every objective is pathwise unless wrapped in :class:`ScoreFunction`.
+    """
+
+
+class NonReparam(Messenger):
+    """Mark guide sites non-reparameterizable: draw them with ``fn.sample()`` (no pathwise gradient).
+
+    Acts on every sample site that is about to be *drawn* (value unset, not observed), i.e. the
+    guide's sites when the model is replayed on them, and records those sites in :attr:`sampled`
+    for the score term. The distribution itself is left untouched (``has_rsample_(False)`` would
+    mutate it in place, and fails on ``Independent``). Enter it outside
+    :func:`~vaezoo.inference.traces.run_pair`, so the plates have shaped ``fn`` first.
+
+    :param sites: ``"all"``, or ``"discrete"`` for only the sites that have no ``rsample`` (the
+        others then stay pathwise).
+    """
+
+    def __init__(self, sites: Literal["all", "discrete"] = "all"):
+        super().__init__()
+        self.sites = sites
+        self.sampled: list[dict] = []
+
+    def __enter__(self):
+        self.sampled = []
+        return super().__enter__()
+
+    def _process_message(self, msg: dict) -> None:
+        if msg["type"] != "sample" or msg["is_observed"] or msg["value"] is not None:
+            return
+        if site_is_subsample(msg) or (self.sites == "discrete" and msg["fn"].has_rsample):
+            return
+        msg["value"] = msg["fn"].sample(*msg["args"], **msg["kwargs"])
+        self.sampled.append(msg)
+
+
+@dataclass(frozen=True)
+class ScoreFunctionConfig:
+    bound: Literal["elbo", "iwae"] = field(default="elbo", metadata={"help": "the objective estimated"})
+    num_particles: int = field(
+        default=1, metadata={"help": "samples of z per datapoint (the ELBO's num_particles, the IWAE's k)"}
+    )
+    beta: float = field(default=1.0, metadata={"help": "weight of the latent terms"})
+    kl_warmup: float = field(
+        default=0.0, metadata={"help": "epochs over which the latent weight rises linearly from 0 to beta"}
+    )
+    analytic_kl: bool = field(default=True, metadata={"help": "closed-form KL terms where valid (elbo)"})
+    baseline: Literal["none", "avg", "nvil", "vimco"] = field(
+        default="avg", metadata={"help": "control variate of the score term (vimco: iwae only)"}
+    )
+    baseline_decay: float = field(default=0.9, metadata={"help": "decay of the running-average baseline"})
+    baseline_hidden: tuple[int, ...] = field(
+        default=(100,), metadata={"help": "hidden widths of the NVIL baseline network"}
+    )
+    score_sites: Literal["all", "discrete"] = field(
+        default="all", metadata={"help": "guide sites given score-function gradients (others: pathwise)"}
+    )
+
+
+def _wrapped_fields(objective: Objective) -> dict[str, Any]:
+    """The config fields that describe ``objective`` (so the config alone can rebuild it)."""
+    c = objective.config
+    if isinstance(objective, ELBO):
+        return {
+            "bound": "elbo",
+            "num_particles": c.num_particles,
+            "beta": c.beta,
+            "kl_warmup": c.kl_warmup,
+            "analytic_kl": c.analytic_kl,
+        }
+    if isinstance(objective, IWAE):
+        if c.dreg:
+            raise ConfigError(
+                "DReG is a pathwise estimator and cannot be combined with score-function gradients; "
+                "wrap IWAE(dreg=False)"
+            )
+        return {"bound": "iwae", "num_particles": c.k, "beta": c.beta, "kl_warmup": c.kl_warmup}
+    raise ConfigError(f"ScoreFunction wraps ELBO or IWAE objectives, not {type(objective).__name__}")
+
+
+@register_objective("score_function", ScoreFunctionConfig)
+class ScoreFunction(Objective):
+    """The score-function (REINFORCE) gradient of an objective, with a baseline; no model edits.
+
+    The wrapped objective L(x) = f(z_1..z_k) is computed under :class:`NonReparam`, so the z_j
+    carry no gradient, and the returned per-datapoint value is
+
+        L + S - stopgrad(S),   S = sum_j log q(z_j | x) * stopgrad(l_j - b_j)
+
+    whose value is the bound and whose gradient is that of E_q[L] (the direct dependence of L on
+    the parameters at fixed z, plus the score term). Needs no ``rsample``, so discrete latents work.
+
+    - ``baseline="none"``: l_j = L(x), b = 0; ``"avg"``: b = running average of L
+      (:class:`~vaezoo.inference.baselines.AverageBaseline`); ``"nvil"``: b = c + f_psi(x)
+      (:class:`~vaezoo.inference.baselines.NVILBaseline`, whose network is trained by a term that
+      adds its squared error's gradient and zero to the value).
+    - ``baseline="vimco"`` (``bound="iwae"``): per-particle signals l_j - b_j = L - L_{-j}
+      (:func:`~vaezoo.inference.baselines.vimco_signals`).
+
+    Built as ``ScoreFunction(ELBO(), baseline="avg")``, ``ScoreFunction(IWAE(k=5),
+    baseline="vimco")`` or from its config (``build_objective("score_function", ...)``); the wrapped
+    objective is rebuilt from the config, so checkpoints can rebuild it. Its baseline state and
+    parameters: :meth:`parameters`, :meth:`state_dict`.
+
+    Deviation: with ``bound="elbo"`` and several particles each particle's score is multiplied by
+    the datapoint's whole estimate (unbiased, not Rao-Blackwellized per particle).
+
+    The score term assumes each guide site's log density is that of its samples; a guide whose
+    log q is a construction for the gradient (``hmc_refined``) runs but gives no meaningful estimate.
+
+    References:
+        - Williams (1992), Simple Statistical Gradient-Following Algorithms for Connectionist
+          Reinforcement Learning, Machine Learning 8.
+        - Mnih & Gregor (2014), Neural Variational Inference and Learning in Belief Networks, ICML.
+        - Mnih & Rezende (2016), Variational Inference for Monte Carlo Objectives, ICML.
+        - Schulman, Heess, Weber & Abbeel (2015), Gradient Estimation Using Stochastic Computation
+          Graphs, NIPS (the surrogate-loss construction).
+    """
+
+    def __init__(
+        self, objective: Objective | ScoreFunctionConfig | dict | None = None, config: Any = None, **overrides
+    ):
+        if isinstance(objective, Objective):
+            given = dataclasses.asdict(resolve(ScoreFunctionConfig, config)) if config is not None else {}
+            config = {**given, **_wrapped_fields(objective)}
+        elif config is not None:
+            raise TypeError("pass an objective to wrap and/or a config, not two configs")
+        else:
+            config = objective
+        super().__init__(config, **overrides)
+        cfg = self.config
+        if cfg.num_particles < 1:
+            raise ConfigError(f"num_particles must be >= 1, got {cfg.num_particles}")
+        if cfg.baseline == "vimco" and (cfg.bound != "iwae" or cfg.num_particles < 2):
+            raise ConfigError(
+                "baseline 'vimco' needs the multi-sample bound: bound='iwae' with num_particles >= 2, "
+                f"got bound={cfg.bound!r}, num_particles={cfg.num_particles}"
+            )
+        if cfg.bound == "elbo":
+            inner = {"num_particles": cfg.num_particles, "analytic_kl": cfg.analytic_kl}
+        else:
+            inner = {"k": cfg.num_particles}
+        inner.update(beta=cfg.beta, kl_warmup=cfg.kl_warmup)
+        self.objective = build_objective(cfg.bound, inner)
+        self.baseline = make_baseline(cfg.baseline, cfg.baseline_decay, cfg.baseline_hidden)
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        """The estimator's own trainable parameters (the NVIL network); :func:`fit` trains them."""
+        return self.baseline.parameters()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.baseline.state_dict()
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.baseline.load_state_dict(state)
+
+    def bound(self, model, guide, x: torch.Tensor) -> torch.Tensor:
+        return self.objective.bound(model, guide, x)
+
+    def per_datapoint(self, model, guide, x: torch.Tensor, latent_weight: float = 1.0) -> torch.Tensor:
+        vimco = self.config.baseline == "vimco"
+        sampling = NonReparam(self.config.score_sites)
+        with sampling:
+            if vimco:
+                log_w = self.objective.log_weights(model, guide, x, latent_weight)
+                value = log_w.logsumexp(0) - math.log(log_w.shape[0])
+            else:
+                value = self.objective.per_datapoint(model, guide, x, latent_weight)
+        if not torch.is_grad_enabled():
+            return value  # the value needs no surrogate, and evaluation must not move the baseline
+        score = value.new_zeros(1, x.shape[0])
+        for site in sampling.sampled:
+            # Unscaled: the latent weight is already inside the signal that multiplies the score.
+            log_q = scale_and_mask(site["fn"].log_prob(site["value"]), 1.0, site["mask"])
+            score = score + per_datapoint(log_q, site)
+        if vimco:
+            surrogate = (score * vimco_signals(log_w)).sum(0)
+            aux = torch.zeros_like(surrogate)
+        else:
+            surrogate = score.sum(0) * (value.detach() - self.baseline(x))
+            aux = self.baseline.update(x, value)
+        return value + (surrogate - surrogate.detach()) - (aux - aux.detach())
