@@ -70,7 +70,7 @@ def smoke_sample(tmp_path):
 
 
 SMOKE = {"train": smoke_train, "eval": smoke_eval, "sample": smoke_sample}
-BENCHMARKS = {"step_time.py": ["--smoke"], "ising_samplers.py": ["--smoke"]}
+BENCHMARKS = {"step_time.py": ["--smoke"], "ising_samplers.py": ["--smoke"], "step_time_hier.py": ["--smoke"]}
 
 
 def test_every_command_has_a_smoke_test():

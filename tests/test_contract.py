@@ -16,6 +16,14 @@ from vaezoo.inference.fit import make_optimizer, parameters
 from vaezoo.registry import GUIDES, MODELS, OBJECTIVES, build_guide, build_model, build_objective
 
 SMALL = {"vae": {"x_shape": (1, 6, 6), "z_dim": 3, "hidden": (8,)}, "linear_gaussian": {"x_shape": (4,)}}
+SMALL.update(
+    {
+        "hvae": {"x_shape": (1, 6, 6), "z_dims": (3, 2), "hidden": (8,)},
+        "markov_hvae": {"x_shape": (1, 6, 6), "z_dims": (3, 2), "hidden": (8,)},
+        "lvae": {"x_shape": (1, 6, 6), "z_dims": (3, 2), "hidden": (8,)},
+        "vlae": {"x_shape": (1, 6, 6), "z_dims": (3, 2), "hidden": (8,)},
+    }
+)
 
 
 def test_every_model_has_a_small_config_here():

@@ -10,6 +10,7 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
 from vaezoo.errors import ConfigError
+from vaezoo.nets import evaluating
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,8 @@ def latent_sites(model, x: torch.Tensor | None = None) -> list[LatentSite]:
     """
     if x is None:
         x = model.example_x(2)
-    with torch.no_grad(), poutine.block():
+    # Eval mode: discovery must not move batch-norm running statistics.
+    with torch.no_grad(), poutine.block(), evaluating(model):
         trace = poutine.trace(model).get_trace(x)
     sites = []
     for name, site in trace.nodes.items():

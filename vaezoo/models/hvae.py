@@ -1,0 +1,215 @@
+"""Hierarchical VAEs with top-down generative models, and the small networks the hierarchy family shares.
+
+Layers are numbered from the data up: site ``"z1"`` is next to x, ``"zL"`` is the top. Every model
+here exposes ``layer_sites`` (those names, bottom first), which guides and
+:mod:`vaezoo.inference.diagnostics` read instead of guessing, and ``prior_loc_scale(j, upper)``,
+the conditional prior of layer ``j`` (0-based) that the Ladder VAE guide shares with its model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vaezoo.errors import ConfigError
+from vaezoo.models.base import LatentVariableModel
+from vaezoo.nets import activation
+from vaezoo.registry import register_model
+
+Activation = Literal["tanh", "relu", "elu", "leaky_relu", "softplus"]
+
+
+class FeatureBatchNorm(nn.BatchNorm1d):
+    """Batch norm over the last dimension of a tensor with any number of leading batch dimensions.
+
+    The particle plate of IWAE and importance sampling adds leading dimensions that
+    :class:`torch.nn.BatchNorm1d` would read as channels; here they are folded into the batch, so
+    in training mode the statistics are taken over particles and datapoints together. A single row
+    (say the last, one-image batch of an epoch) has no batch statistics; it is normalized with the
+    running averages, as in eval mode, instead of raising.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1])
+        if self.training and flat.shape[0] == 1:
+            out = F.batch_norm(
+                flat, self.running_mean, self.running_var, self.weight, self.bias, eps=self.eps
+            )
+        else:
+            out = super().forward(flat)
+        return out.reshape(x.shape)
+
+
+def rung(n_in: int, width: int, layers: int, act: str, batch_norm: bool) -> nn.Sequential:
+    """``layers`` blocks of Linear -> (batch norm) -> activation, ``n_in -> width -> ... -> width``.
+
+    The deterministic part of one rung of a hierarchy (Sønderby et al. 2016 use two such layers).
+    """
+    blocks: list[nn.Module] = []
+    for i in range(layers):
+        blocks.append(nn.Linear(n_in if i == 0 else width, width))
+        if batch_norm:
+            blocks.append(FeatureBatchNorm(width))
+        blocks.append(activation(act))
+    return nn.Sequential(*blocks)
+
+
+def cat_features(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Concatenate along the last dimension after broadcasting the leading (batch/particle) dimensions."""
+    lead = torch.broadcast_shapes(*(t.shape[:-1] for t in tensors))
+    return torch.cat([t.expand(*lead, t.shape[-1]) for t in tensors], dim=-1)
+
+
+def per_layer(values: Sequence[int], n: int, name: str, who: str) -> list[int]:
+    """``values`` as one entry per layer: a single value is repeated, any other length must be ``n``."""
+    if len(values) == 1:
+        return list(values) * n
+    if len(values) != n:
+        raise ConfigError(
+            f"{who} has {n} latent layers but {name}={tuple(values)} has {len(values)} entries; "
+            f"give one {name} per layer (bottom first) or a single value for all"
+        )
+    return list(values)
+
+
+def normal_head(out: torch.Tensor, min_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split a linear layer's output into (loc, scale), scale = softplus(.) + min_scale."""
+    loc, raw = out.chunk(2, dim=-1)
+    return loc, F.softplus(raw) + min_scale
+
+
+@dataclass(frozen=True)
+class HVAEConfig:
+    x_shape: tuple[int, ...] = field(
+        default=(1, 28, 28), metadata={"cli": False, "help": "shape of one datapoint (set by the data set)"}
+    )
+    z_dims: tuple[int, ...] = field(
+        default=(100, 50), metadata={"help": "latent sizes per layer, bottom (next to x) first"}
+    )
+    hidden: tuple[int, ...] = field(
+        default=(200, 100),
+        metadata={"help": "width of each rung's MLP, bottom first (rung l links layer l-1, or x, to l)"},
+    )
+    mlp_layers: int = field(default=2, metadata={"help": "hidden layers in each rung's MLP"})
+    activation: Activation = "tanh"
+    batch_norm: bool = field(default=False, metadata={"help": "batch norm in every hidden layer"})
+    min_scale: float = field(default=1e-4, metadata={"help": "floor on prior standard deviations"})
+
+
+class TopDownHierarchy(LatentVariableModel):
+    """z_L ~ N(0, I); z_l ~ N(mu_l(c_l), diag sigma_l(c_l)^2) for l = L-1..1; x ~ Bernoulli(f(c_0)).
+
+    Subclasses choose the conditioning set c_l through :attr:`markov`: all higher layers
+    concatenated (c_l = [z_{l+1}; ...; z_L], c_0 = [z_1; ...; z_L]) or the next layer only
+    (c_l = z_{l+1}, c_0 = z_1). With layers numbered from 1 and ``hidden`` indexed from 0, mu_l and
+    sigma_l come from an MLP of width ``hidden[l]`` (the rung between layers l and l+1) and the
+    decoder f from one of width ``hidden[0]`` (the rung between x and z_1); sigma = softplus(.) +
+    min_scale. The model samples top-down: ``zL`` first.
+    """
+
+    markov = False
+    binary_data = True
+    default_guide_name = "bottom_up"
+
+    def __init__(self, config=None, **overrides):
+        super().__init__(config, **overrides)
+        c = self.config
+        if not c.z_dims or min(c.z_dims) < 1:
+            raise ConfigError(f"z_dims must be a non-empty tuple of positive sizes, got {c.z_dims}")
+        self.z_dims = tuple(c.z_dims)
+        self.num_layers = len(self.z_dims)
+        self.widths = per_layer(c.hidden, self.num_layers, "hidden", type(self).__name__)
+        self.layer_sites = tuple(f"z{j + 1}" for j in range(self.num_layers))
+        self.top_down = nn.ModuleList()
+        for j in range(self.num_layers - 1):
+            n_in = self.z_dims[j + 1] if self.markov else sum(self.z_dims[j + 1 :])
+            self.top_down.append(
+                nn.Sequential(
+                    rung(n_in, self.widths[j + 1], c.mlp_layers, c.activation, c.batch_norm),
+                    nn.Linear(self.widths[j + 1], 2 * self.z_dims[j]),
+                )
+            )
+        n_in = self.z_dims[0] if self.markov else sum(self.z_dims)
+        self.decoder = nn.Sequential(
+            rung(n_in, self.widths[0], c.mlp_layers, c.activation, c.batch_norm),
+            nn.Linear(self.widths[0], self.x_numel),
+        )
+
+    def default_guide_config(self) -> dict:
+        c = self.config
+        return {
+            "hidden": list(self.widths),
+            "mlp_layers": c.mlp_layers,
+            "activation": c.activation,
+            "batch_norm": c.batch_norm,
+            "conditioning": "markov" if self.markov else "all",
+        }
+
+    def _context(self, upper: Sequence[torch.Tensor]) -> torch.Tensor:
+        """A network's input from the layers above it, ``upper`` = [z_{j+1}, ..., z_L] (nearest first)."""
+        return upper[0] if self.markov else cat_features(upper)
+
+    def prior_loc_scale(self, j: int, upper: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, sigma) of p(z_j | higher layers), 0-based ``j < L - 1``; ``upper`` = [z_{j+1}, ...]."""
+        return normal_head(self.top_down[j](self._context(upper)), self.config.min_scale)
+
+    def z_dist(self, j: int, upper: Sequence[torch.Tensor], n: int, like: torch.Tensor) -> dist.Distribution:
+        if j == self.num_layers - 1:
+            return dist.Normal(like.new_zeros(()), 1.0).expand([n, self.z_dims[j]]).to_event(1)
+        return dist.Normal(*self.prior_loc_scale(j, upper)).to_event(1)
+
+    def x_dist(self, zs: Sequence[torch.Tensor]) -> dist.Distribution:
+        """p(x | z) from ``zs`` = [z_1, ..., z_L]."""
+        logits = self.decoder(self._context(zs))
+        return dist.Bernoulli(logits=logits.reshape(*logits.shape[:-1], *self.x_shape)).to_event(
+            len(self.x_shape)
+        )
+
+    def forward(self, x: torch.Tensor) -> None:
+        self.check_x(x)
+        upper: list[torch.Tensor] = []
+        with pyro.plate("data", x.shape[0]):
+            for j in reversed(range(self.num_layers)):
+                z = pyro.sample(self.layer_sites[j], self.z_dist(j, upper, x.shape[0], x))
+                upper.insert(0, z)
+            pyro.sample("x", self.x_dist(upper), obs=x)
+
+
+@register_model("hvae", HVAEConfig)
+class HVAE(TopDownHierarchy):
+    """A deep latent Gaussian model in which every layer depends on all the layers above it.
+
+    Generative story (layers numbered from the data up, ``L = len(z_dims)``)::
+
+        z_L ~ N(0, I)
+        z_l ~ N(mu_l([z_{l+1}; ...; z_L]), diag sigma_l(.)^2)     l = L-1, ..., 1
+        x   ~ Bernoulli(logits = f([z_1; ...; z_L]))
+
+    Each mu_l, sigma_l and f is an MLP (``mlp_layers`` hidden layers of width ``hidden[l]``).
+    The default guide is the bottom-up ``"bottom_up"`` guide q(z_1 | x) prod_l q(z_l | x, z_{<l}).
+    With the defaults (z_dims (100, 50), rungs of two layers of 200 and 100 tanh units) the layer
+    sizes are those of the two-stochastic-layer model of Burda et al. (2016).
+
+    Deviation: Kingma et al. (2016) build the top-down path from ResNet blocks and pair it with a
+    bidirectional inference network; we use concatenated inputs to plain MLPs, which gives the same
+    conditional dependence structure with fewer parts. Only a Bernoulli likelihood is offered.
+
+    References:
+        - Kingma, Salimans, Jozefowicz, Chen, Sutskever & Welling (2016), Improved Variational
+          Inference with Inverse Autoregressive Flow, NIPS.
+        - Rezende, Mohamed & Wierstra (2014), Stochastic Backpropagation and Approximate Inference
+          in Deep Generative Models, ICML.
+        - Burda, Grosse & Salakhutdinov (2016), Importance Weighted Autoencoders, ICLR.
+    """
+
+    markov = False
+
+
+__all__ = ["HVAE", "HVAEConfig", "TopDownHierarchy"]
