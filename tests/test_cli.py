@@ -69,7 +69,19 @@ def smoke_sample(tmp_path):
     assert (tmp_path / "s.png").stat().st_size > 0
 
 
-SMOKE = {"train": smoke_train, "eval": smoke_eval, "sample": smoke_sample}
+def smoke_traverse(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--model", "hvae", "--out", str(out), "--epochs", "1", "--batch-size", "16",
+                 "--z-dims", "3", "2", "--hidden", "8", "--no-progress"]) == 0
+    for layer in ("1", "z2"):
+        png = tmp_path / f"t{layer}.png"
+        assert main(["traverse", "--checkpoint", str(out / "checkpoint.pt"), "--layer", layer, "--n", "3",
+                     "--images", "2", "--out", str(png)]) == 0
+        assert png.stat().st_size > 0
+    assert main(["traverse", "--checkpoint", str(out / "checkpoint.pt"), "--layer", "7"]) == 2
+
+
+SMOKE = {"train": smoke_train, "eval": smoke_eval, "sample": smoke_sample, "traverse": smoke_traverse}
 BENCHMARKS = {"step_time.py": ["--smoke"], "ising_samplers.py": ["--smoke"], "step_time_hier.py": ["--smoke"]}
 
 

@@ -266,6 +266,43 @@ def sample(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
+# ------------------------------------------------------------------------------------------- traverse
+def _traverse_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--layer", required=True, help="1-based from the data up, or a site name")
+    parser.add_argument("--n", type=int, default=8, help="variations per image (columns)")
+    parser.add_argument("--images", type=int, default=8, help="test images (rows)")
+    parser.add_argument("--mode", choices=["resample", "traverse"], default="resample",
+                        help="resample the layer from its prior, or sweep one unit over mu ± span sigma")
+    parser.add_argument("--unit", type=int, default=0, help="unit swept by --mode traverse")
+    parser.add_argument("--span", type=float, default=3.0)
+    parser.add_argument("--below", choices=["fixed", "prior", "prior_mean"], default="fixed",
+                        help="what layers below the varied one do")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="traverse.png")
+
+
+@command("traverse", "vary one latent layer of test images, others fixed, into a PNG", _traverse_arguments)
+def traverse(args: argparse.Namespace) -> None:
+    import torch
+    from torchvision.utils import save_image
+
+    from vaezoo.inference.diagnostics import layer_grid
+
+    model, guide, _, payload = checkpoint.restore(args.checkpoint)
+    cfg = payload.get("meta", {}).get("train_config", {})
+    test_set = _test_split(cfg.get("dataset", "mnist"), cfg.get("binarize", "dynamic"),
+                           args.data_dir or cfg.get("data_dir"), False, args.images)
+    x = test_set[torch.arange(len(test_set))][0]
+    layer = int(args.layer) if args.layer.isdigit() else args.layer
+    torch.manual_seed(args.seed)
+    grid = layer_grid(model, guide, x, layer, args.n, mode=args.mode, unit=args.unit, span=args.span,
+                      below=args.below)
+    save_image(grid, args.out, nrow=args.n)
+    print(f"wrote {args.out}: rows are test images, columns vary layer {args.layer} ({args.mode})")
+
+
 # ----------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
