@@ -81,7 +81,17 @@ def smoke_traverse(tmp_path):
     assert main(["traverse", "--checkpoint", str(out / "checkpoint.pt"), "--layer", "7"]) == 2
 
 
-SMOKE = {"train": smoke_train, "eval": smoke_eval, "sample": smoke_sample, "traverse": smoke_traverse}
+def smoke_gap(tmp_path):
+    run_train(tmp_path / "run")
+    assert main(["gap", "--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--n", "4", "--is-k", "20",
+                 "--ais-intermediate", "5", "--ais-chains", "2", "--local-steps", "5", "--eval-k", "10",
+                 "--json", str(tmp_path / "gap.json"), "--no-progress"]) == 0
+    table = json.loads((tmp_path / "gap.json").read_text())
+    assert table["n"] == 4
+
+
+SMOKE = {"train": smoke_train, "eval": smoke_eval, "sample": smoke_sample, "traverse": smoke_traverse,
+         "gap": smoke_gap}
 BENCHMARKS = {"step_time.py": ["--smoke"], "ising_samplers.py": ["--smoke"], "step_time_hier.py": ["--smoke"]}
 
 

@@ -266,6 +266,44 @@ def sample(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
+# ------------------------------------------------------------------------------------------------ gap
+def _gap_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--n", type=int, default=100, help="test images to decompose (the first N)")
+    parser.add_argument("--is-k", type=int, default=5000, help="importance samples for log p(x)")
+    parser.add_argument("--ais-intermediate", type=int, default=1000, help="AIS annealing steps (0: no AIS)")
+    parser.add_argument("--ais-chains", type=int, default=16)
+    parser.add_argument("--local-steps", type=int, default=3000, help="optimizer steps of q*_FFG and q*_flow")
+    parser.add_argument("--eval-k", type=int, default=1000, help="samples per bound estimate")
+    parser.add_argument("--no-flow", action="store_true", help="skip q*_flow")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, help="also write the table to this JSON file")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+
+
+@command("gap", "approximation and amortization gaps of a checkpoint (Cremer et al. 2018)", _gap_arguments)
+def gap(args: argparse.Namespace) -> None:
+    import torch
+
+    from vaezoo.inference.gap import amortization_gap
+
+    model, guide, _, payload = checkpoint.restore(args.checkpoint)
+    cfg = payload.get("meta", {}).get("train_config", {})
+    test_set = _test_split(cfg.get("dataset", "mnist"), cfg.get("binarize", "dynamic"),
+                           args.data_dir or cfg.get("data_dir"), False, args.n)
+    torch.manual_seed(args.seed)
+    table = amortization_gap(model, guide, test_set[torch.arange(len(test_set))][0], is_k=args.is_k,
+                             ais_intermediate=args.ais_intermediate, ais_chains=args.ais_chains,
+                             local_steps=args.local_steps, eval_k=args.eval_k, flow=not args.no_flow,
+                             batch_size=args.batch_size, progress=args.progress)
+    print(table.to_markdown())
+    if args.json:
+        Path(args.json).write_text(json.dumps({"checkpoint": str(args.checkpoint), "n": len(test_set),
+                                               **table.to_dict()}, indent=2))
+
+
 # ------------------------------------------------------------------------------------------- traverse
 def _traverse_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     parser.add_argument("--checkpoint", required=True)

@@ -1,5 +1,6 @@
 """Objectives, estimators and training: objects that take a (model, guide) pair and a batch."""
 
+from vaezoo.inference import ais, gap, hmc  # noqa: F401  (AIS, the amortization-gap study, HMC)
 from vaezoo.inference.elbo import ELBO, ELBOConfig
 from vaezoo.inference.fit import fit
 from vaezoo.inference.gradient_variance import GradientStats, gradient_variance
