@@ -21,6 +21,15 @@ def _deterministic():
     pyro.clear_param_store()
 
 
+@pytest.fixture
+def float64():
+    """Run a test in double precision (exact comparisons against closed forms), then restore."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("VAEZOO_CACHE", str(tmp_path_factory.getbasetemp() / "vaezoo-cache"))

@@ -21,14 +21,6 @@ FAST = {
 CONVERGED = 0.01  # optimization tolerance of the local fits, in nats (as in test_local_guides)
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def trained_encoder(model, epochs=3):
     """A mean-field encoder fitted briefly to data from the fixed model: amortized, imperfect."""
     encoder = AmortizedNormal(model, hidden=(16,))

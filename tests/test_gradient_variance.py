@@ -4,8 +4,8 @@ import math
 
 import pytest
 import torch
-from test_score_function import SIGMA, setup
 
+from tests.test_score_function import SIGMA, setup
 from vaezoo import ELBO, AmortizedNormal, ExactPosterior, LinearGaussian
 from vaezoo.inference import IWAE, ScoreFunction, gradient_variance
 
@@ -13,12 +13,7 @@ X = torch.tensor([-1.0, 0.5, 2.0, 3.0])
 MU0, M, S = 0.3, -0.5, 0.8
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")  # every test here runs in float64
 
 
 def exact_moments():

@@ -12,14 +12,6 @@ from vaezoo.inference import run_pair
 D, Z, N = 5, 2, 6
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def make_model_and_data(n=N, seed=0):
     model = LinearGaussian(x_shape=(D,), z_dim=Z, noise_scale=0.5, seed=seed)
     with torch.no_grad():

@@ -16,14 +16,6 @@ from vaezoo.inference.latents import LatentLayout, log_joint
 from vaezoo.inference.traces import run_pair
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def gaussian_target():
     """Two 'datapoints', each a correlated 2-D Gaussian target (means, covariances)."""
     mean = torch.tensor([[1.0, -2.0], [0.0, 3.0]])

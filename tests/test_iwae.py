@@ -7,28 +7,14 @@ import pyro.distributions as dist
 import pytest
 import torch
 from pyro.nn import PyroModule
-from test_score_function import assert_less_variance, assert_same_mean, draws, setup
 from torch import nn
 
-from vaezoo import ELBO, AmortizedNormal, ConfigError, ExactPosterior, LinearGaussian
+from tests.test_ground_truth import N, make_model_and_data
+from tests.test_score_function import assert_less_variance, assert_same_mean, draws, setup
+from vaezoo import ELBO, AmortizedNormal, ConfigError, ExactPosterior
 from vaezoo.inference import IWAE
 
-D, Z, N = 5, 2, 6
-
-
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
-def make_model_and_data(n=N, seed=0):
-    model = LinearGaussian(x_shape=(D,), z_dim=Z, noise_scale=0.5, seed=seed)
-    with torch.no_grad():
-        x = model.x_dist(torch.randn(n, Z, generator=torch.Generator().manual_seed(seed + 1))).sample()
-    return model, x
+pytestmark = pytest.mark.usefixtures("float64")  # every test here runs in float64
 
 
 def test_iwae_1_is_the_elbo_on_the_same_random_numbers():

@@ -15,14 +15,6 @@ from vaezoo.inference.gap import elbo_estimate
 from vaezoo.inference.traces import run_pair
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def pca_model(angle: float, z_dim: int = 2, seed: int = 0) -> LinearGaussian:
     """Probabilistic PCA whose two loading columns are unit vectors ``angle`` degrees apart.
 

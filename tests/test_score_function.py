@@ -21,12 +21,7 @@ from vaezoo.inference.baselines import vimco_signals
 SIGMA = 0.5
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")  # every test here runs in float64
 
 
 class NormalNormal(PyroModule):
