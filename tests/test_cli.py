@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from vaezoo.cli import COMMANDS, main
 
@@ -90,8 +91,23 @@ def smoke_gap(tmp_path):
     assert table["n"] == 4
 
 
-SMOKE = {"train": smoke_train, "eval": smoke_eval, "sample": smoke_sample, "traverse": smoke_traverse,
-         "gap": smoke_gap}
+def smoke_ising(tmp_path):
+    assert main(["ising", "exact", "--L", "4", "--T", "2.0", "3.0"]) == 0
+    png, pt = tmp_path / "lat.png", tmp_path / "lat.pt"
+    argv = ["ising", "sample", "--L", "4", "--T", "2.5", "--n", "8", "--out", str(png), "--save", str(pt)]
+    assert main(argv) == 0
+    assert png.stat().st_size > 0 and torch.load(pt).shape == (8, 4, 4)
+    assert main(["ising", "exact", "--L", "4", "--T", "-1"]) == 2
+
+
+SMOKE = {
+    "train": smoke_train,
+    "eval": smoke_eval,
+    "sample": smoke_sample,
+    "traverse": smoke_traverse,
+    "gap": smoke_gap,
+    "ising": smoke_ising,
+}
 BENCHMARKS = {"step_time.py": ["--smoke"], "ising_samplers.py": ["--smoke"], "step_time_hier.py": ["--smoke"]}
 
 

@@ -364,3 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vaezoo {name}: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+# Commands defined next to what they drive register themselves on import.
+from vaezoo.ising import commands as _ising_commands  # noqa: E402, F401
