@@ -98,6 +98,13 @@ def smoke_ising(tmp_path):
     assert main(argv) == 0
     assert png.stat().st_size > 0 and torch.load(pt).shape == (8, 4, 4)
     assert main(["ising", "exact", "--L", "4", "--T", "-1"]) == 2
+    out = tmp_path / "ising"
+    train = ["ising", "train", "--L", "4", "--levels", "1", "--temperatures", "2.0", "3.0", "--n-per-t", "20"]
+    assert main([*train, "--epochs", "1", "--out", str(out), "--bound-t", "2.5", "--no-progress"]) == 0
+    grid = tmp_path / "perturb.png"
+    argv = ["ising", "perturb", "--checkpoint", str(out / "checkpoint.pt"), "--T", "2.5", "--n", "4"]
+    argv += ["--out", str(grid)]
+    assert main(argv) == 0 and grid.stat().st_size > 0
 
 
 SMOKE = {

@@ -24,6 +24,7 @@ SMALL.update(
         "vlae": {"x_shape": (1, 6, 6), "z_dims": (3, 2), "hidden": (8,)},
     }
 )
+SMALL["block_spin"] = {"L": 4, "levels": 2, "channels": 4, "depth": 1}
 
 
 def test_every_model_has_a_small_config_here():
