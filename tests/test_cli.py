@@ -115,7 +115,12 @@ SMOKE = {
     "gap": smoke_gap,
     "ising": smoke_ising,
 }
-BENCHMARKS = {"step_time.py": ["--smoke"], "ising_samplers.py": ["--smoke"], "step_time_hier.py": ["--smoke"]}
+BENCHMARKS = {
+    "step_time.py": ["--smoke"],
+    "ising_samplers.py": ["--smoke"],
+    "step_time_hier.py": ["--smoke"],
+    "is_throughput.py": ["--smoke"],
+}
 
 
 def test_every_command_has_a_smoke_test():

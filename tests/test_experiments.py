@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = {
     "hierarchies.py": ["--smoke", "--out", "{out}"],
     "ising_block_spin.py": ["--help"],
+    "estimator_variance.py": ["--smoke", "--json", "{out}/variance.json"],
 }
 
 
