@@ -81,6 +81,14 @@ def _test_split(dataset: str, binarize: str, data_dir: str | None, download: boo
     return _subset(data.load(dataset, "test", test_binarize, data_dir, download, seed=EVAL_SEED), size)
 
 
+def _restore_with_test_set(args: argparse.Namespace, n: int):
+    """The checkpoint's model and guide, and the first ``n`` images of the test split it was trained for."""
+    model, guide, _, payload = checkpoint.restore(args.checkpoint)
+    cfg = payload.get("meta", {}).get("train_config", {})
+    dataset, binarize = cfg.get("dataset", "mnist"), cfg.get("binarize", "dynamic")
+    return model, guide, _test_split(dataset, binarize, args.data_dir or cfg.get("data_dir"), False, n)
+
+
 # ---------------------------------------------------------------------------------------------- train
 def _train_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     # Two stages: which model, guide and objective decide which further flags exist (and --help lists).
@@ -217,15 +225,7 @@ def evaluate(args: argparse.Namespace) -> None:
 
     from vaezoo.inference import log_likelihood
 
-    model, guide, _, payload = checkpoint.restore(args.checkpoint)
-    cfg = payload.get("meta", {}).get("train_config", {})
-    test_set = _test_split(
-        cfg.get("dataset", "mnist"),
-        cfg.get("binarize", "dynamic"),
-        args.data_dir or cfg.get("data_dir"),
-        False,
-        args.n,
-    )
+    model, guide, test_set = _restore_with_test_set(args, args.n)
     torch.manual_seed(args.seed)
     result = log_likelihood(
         model, guide, test_set, k=args.k, batch_size=args.batch_size, progress=args.progress
@@ -289,10 +289,7 @@ def gap(args: argparse.Namespace) -> None:
 
     from vaezoo.inference.gap import amortization_gap
 
-    model, guide, _, payload = checkpoint.restore(args.checkpoint)
-    cfg = payload.get("meta", {}).get("train_config", {})
-    test_set = _test_split(cfg.get("dataset", "mnist"), cfg.get("binarize", "dynamic"),
-                           args.data_dir or cfg.get("data_dir"), False, args.n)
+    model, guide, test_set = _restore_with_test_set(args, args.n)
     torch.manual_seed(args.seed)
     table = amortization_gap(model, guide, test_set[torch.arange(len(test_set))][0], is_k=args.is_k,
                              ais_intermediate=args.ais_intermediate, ais_chains=args.ais_chains,
@@ -328,10 +325,7 @@ def traverse(args: argparse.Namespace) -> None:
 
     from vaezoo.inference.diagnostics import layer_grid
 
-    model, guide, _, payload = checkpoint.restore(args.checkpoint)
-    cfg = payload.get("meta", {}).get("train_config", {})
-    test_set = _test_split(cfg.get("dataset", "mnist"), cfg.get("binarize", "dynamic"),
-                           args.data_dir or cfg.get("data_dir"), False, args.images)
+    model, guide, test_set = _restore_with_test_set(args, args.images)
     x = test_set[torch.arange(len(test_set))][0]
     layer = int(args.layer) if args.layer.isdigit() else args.layer
     torch.manual_seed(args.seed)
