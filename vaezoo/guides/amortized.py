@@ -10,7 +10,6 @@ import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
-from pyro.nn import PyroModule
 from torch import nn
 
 from vaezoo.config import resolve
@@ -18,6 +17,7 @@ from vaezoo.models.base import check_shape
 from vaezoo.nets import mlp
 from vaezoo.registry import register_guide
 from vaezoo.sites import require_real_latents
+from vaezoo.zoo_module import ZooModule
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class AmortizedNormalConfig:
 
 
 @register_guide("amortized", AmortizedNormalConfig)
-class AmortizedNormal(PyroModule):
+class AmortizedNormal(ZooModule):
     """q(z | x) = prod over latent sites s of N(z_s; mu_s(x), diag sigma_s(x)^2).
 
     A single MLP encoder reads the flattened x and outputs (mu, sigma) for every latent site of the

@@ -9,7 +9,6 @@ from typing import Literal
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn import PyroModule
 from torch import nn
 
 from vaezoo.config import resolve
@@ -18,6 +17,7 @@ from vaezoo.models.hvae import Activation, cat_features, normal_head, per_layer,
 from vaezoo.nets import evaluating
 from vaezoo.registry import register_guide
 from vaezoo.sites import require_real_latents
+from vaezoo.zoo_module import ZooModule
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def layer_order(model) -> list:
 
 
 @register_guide("bottom_up", BottomUpConfig)
-class BottomUpGuide(PyroModule):
+class BottomUpGuide(ZooModule):
     """q(z | x) = q(z_1 | x) prod_{l=2..L} q(z_l | c_l), each factor a diagonal Gaussian.
 
     The conditioning set is c_l = z_{l-1} (``conditioning="markov"``, the bottom-up chain of

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import pyro
 import torch
-from pyro.nn import PyroModule
 
 from vaezoo.config import resolve
 from vaezoo.errors import ConfigError
 from vaezoo.registry import register_guide
+from vaezoo.zoo_module import ZooModule
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class ExactPosteriorConfig:
 
 
 @register_guide("exact", ExactPosteriorConfig)
-class ExactPosterior(PyroModule):
+class ExactPosterior(ZooModule):
     """q(z | x) = p(z | x), read from the model's ``posterior(x)`` method.
 
     Sampling the true posterior makes every importance weight p(x, z) / q(z | x) equal p(x), so

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from pyro.nn import PyroModule
 
 from vaezoo.config import resolve
 from vaezoo.errors import ConfigError
@@ -21,6 +20,7 @@ from vaezoo.inference.latents import (
 )
 from vaezoo.nets import evaluating
 from vaezoo.registry import register_guide
+from vaezoo.zoo_module import ZooModule
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class HMCRefinedConfig:
 
 
 @register_guide("hmc_refined", HMCRefinedConfig)
-class HMCRefined(PyroModule):
+class HMCRefined(ZooModule):
     """z_0 ~ q(z | x) from an encoder, then T HMC transitions targeting p(z | x) under the current model.
 
     Hoffman (2017), one step of training::

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn import PyroModule
 from torch import nn
 
 from vaezoo.config import resolve
@@ -15,6 +14,7 @@ from vaezoo.errors import ConfigError
 from vaezoo.models.base import check_shape
 from vaezoo.models.hvae import Activation, normal_head, per_layer, rung
 from vaezoo.registry import register_guide
+from vaezoo.zoo_module import ZooModule
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def precision_weighted(
 
 
 @register_guide("ladder", LadderGuideConfig)
-class LadderGuide(PyroModule):
+class LadderGuide(ZooModule):
     """q(z | x) = q(z_L | x) prod_{l<L} q(z_l | z_{l+1}, x), sampled top-down like the model.
 
     Deterministic bottom-up pass (d_0 = x)::

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn import PyroModule
 from torch import nn
 
 from vaezoo.config import resolve
@@ -28,6 +27,7 @@ from vaezoo.inference.elbo import ELBO
 from vaezoo.inference.latents import LatentLayout, enclosing_particles, frozen, sample_flat
 from vaezoo.models.base import check_shape
 from vaezoo.nets import evaluating
+from vaezoo.zoo_module import ZooModule
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class LocalFlowConfig:
     hidden: int = field(default=50, metadata={"help": "hidden units of each per-datapoint coupling network"})
 
 
-class _Local(PyroModule):
+class _Local(ZooModule):
     config_class: type
 
     def __init__(self, model, config=None, **overrides):

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn import PyroModule
 
 from vaezoo.config import resolve
 from vaezoo.errors import ConfigError
 from vaezoo.inference.latents import LatentLayout, Shifted, elbo_particles, frozen, trace_pair
 from vaezoo.registry import build_guide, register_guide
+from vaezoo.zoo_module import ZooModule
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ def build_base(model, name: str):
 
 
 @register_guide("semi_amortized", SemiAmortizedConfig)
-class SemiAmortized(PyroModule):
+class SemiAmortized(ZooModule):
     """q(z | x) = N(z; lambda_K): the encoder's lambda_0 = (mu, log sigma)(x) after K gradient steps.
 
     For each datapoint, with the model fixed and one reparameterized sample per step::

@@ -9,7 +9,6 @@ from typing import Literal
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn import PyroModule
 from torch import nn
 
 from vaezoo.config import resolve
@@ -19,6 +18,7 @@ from vaezoo.models.vlae import conv_encoder
 from vaezoo.nets import evaluating
 from vaezoo.registry import register_guide
 from vaezoo.sites import require_real_latents
+from vaezoo.zoo_module import ZooModule
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class LadderEncoderConfig:
 
 
 @register_guide("vlae", LadderEncoderConfig)
-class LadderEncoder(PyroModule):
+class LadderEncoder(ZooModule):
     """q(z | x) = prod_l N(z_l; mu_l(h_l), diag sigma_l(h_l)^2),  h_l = g_l(h_{l-1}),  h_0 = x.
 
     The inference network of the variational ladder autoencoder: deeper latents read features

@@ -19,6 +19,7 @@ from pyro.poutine.util import site_is_subsample
 from torch.distributions import kl_divergence
 
 from vaezoo.errors import ConfigError
+from vaezoo.zoo_module import param_statements_skipped
 
 PARTICLES = "particles"
 DATA = "data"
@@ -150,13 +151,14 @@ def run_pair(model, guide, x: torch.Tensor, num_particles: int = 1) -> PairTrace
     """Trace ``guide(x)`` and ``model(x)`` replayed on its samples, ``num_particles`` per datapoint.
 
     The model checks ``x`` first, so bad data is reported in the model's terms rather than as a
-    failure deep inside the guide's networks.
+    failure deep inside the guide's networks. Parameter statements are skipped unless a Pyro handler
+    outside this call may be collecting them (:func:`~vaezoo.zoo_module.param_statements_skipped`).
     """
     check = getattr(model, "check_x", None)
     if check is not None:
         check(x)
     dims = plate_dims(model)
-    with pyro.plate(PARTICLES, num_particles, dim=-dims):
+    with param_statements_skipped(), pyro.plate(PARTICLES, num_particles, dim=-dims):
         guide_trace = poutine.trace(guide).get_trace(x)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
     return PairTrace(model_trace, guide_trace, num_particles, x.shape[0], dims)

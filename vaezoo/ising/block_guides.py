@@ -9,7 +9,6 @@ import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 from pyro.distributions import TorchDistribution, constraints
-from pyro.nn import PyroModule
 from torch import nn
 
 from vaezoo.config import resolve
@@ -17,6 +16,7 @@ from vaezoo.errors import ConfigError
 from vaezoo.ising.checkerboard import LOG2, GainNet, OddConv, OddStack, block_sum
 from vaezoo.ising.exact import BETA_C
 from vaezoo.registry import register_guide
+from vaezoo.zoo_module import ZooModule
 
 
 def _require_block_spin(model, guide: str):
@@ -72,7 +72,7 @@ class LevelEncoder(nn.Module):
 
 
 @register_guide("block_amortized", BlockAmortizedConfig)
-class BlockAmortized(PyroModule):
+class BlockAmortized(ZooModule):
     """q(z | s, K) = q(z_1 | s, K) prod_{l>1} q(z_l | z_{l-1}, K): a bottom-up chain of odd conv encoders.
 
     Each factor is factorized over the sites of its level (Bernoulli for binary block spins, Normal
@@ -143,7 +143,7 @@ class RGGuideConfig:
 
 
 @register_guide("block_rg", RGGuideConfig)
-class RenormalizationGroupGuide(PyroModule):
+class RenormalizationGroupGuide(ZooModule):
     """The fixed real-space RG map: z_l = majority(z_{l-1}) over 2x2 blocks, random ±1 on ties.
 
     No parameters, so the ELBO's gradient needs no score function: it is the model's

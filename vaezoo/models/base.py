@@ -1,10 +1,10 @@
 """What every vaezoo model shares: input validation and the link to its default guide.
 
-The contract (``../shared/DESIGN.md`` section 1): a model is a :class:`~pyro.nn.PyroModule` whose
-``forward(x)`` writes p(x, z) with latent ``pyro.sample`` sites and one observed site ``"x"``, all
-inside ``pyro.plate("data", len(x))``. Networks must accept extra leading batch dimensions, because
-objectives and estimators run the model under an outer particle plate at dim
-``-(max_plate_nesting + 1)``.
+The contract (``../shared/DESIGN.md`` section 1): a model is a :class:`~pyro.nn.PyroModule` (here a
+:class:`~vaezoo.zoo_module.ZooModule`) whose ``forward(x)`` writes p(x, z) with latent ``pyro.sample``
+sites and one observed site ``"x"``, all inside ``pyro.plate("data", len(x))``. Networks must accept
+extra leading batch dimensions, because objectives and estimators run the model under an outer
+particle plate at dim ``-(max_plate_nesting + 1)``.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import math
 from typing import Any
 
 import torch
-from pyro.nn import PyroModule
 from pyro.poutine.util import is_validation_enabled
 
 from vaezoo.config import resolve
 from vaezoo.errors import DataError
+from vaezoo.zoo_module import ZooModule
 
 LIKELIHOOD_FIX = {
     "bernoulli": "binarize the data (--binarize dynamic or static) or use --likelihood gaussian",
@@ -36,7 +36,7 @@ def check_shape(x: torch.Tensor, x_shape: tuple[int, ...], who: str) -> None:
         )
 
 
-class LatentVariableModel(PyroModule):
+class LatentVariableModel(ZooModule):
     """Base class of vaezoo models.
 
     Subclasses are registered with a frozen config dataclass that has an ``x_shape`` field; they are

@@ -20,6 +20,7 @@ from torch import nn
 
 from vaezoo.errors import ConfigError
 from vaezoo.models.base import LatentVariableModel
+from vaezoo.models.prior_handoff import PriorHandoff
 from vaezoo.nets import activation
 from vaezoo.registry import register_model
 
@@ -127,6 +128,8 @@ class TopDownHierarchy(LatentVariableModel):
         self.num_layers = len(self.z_dims)
         self.widths = per_layer(c.hidden, self.num_layers, "hidden", type(self).__name__)
         self.layer_sites = tuple(f"z{j + 1}" for j in range(self.num_layers))
+        # A plain attribute (not a module or buffer): per-run scratch space, outside state_dict.
+        self._prior_handoff = PriorHandoff()
         self.top_down = nn.ModuleList()
         for j in range(self.num_layers - 1):
             n_in = self.z_dims[j + 1] if self.markov else sum(self.z_dims[j + 1 :])
@@ -157,13 +160,26 @@ class TopDownHierarchy(LatentVariableModel):
         return upper[0] if self.markov else cat_features(upper)
 
     def prior_loc_scale(self, j: int, upper: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mu, sigma) of p(z_j | higher layers), 0-based ``j < L - 1``; ``upper`` = [z_{j+1}, ...]."""
-        return normal_head(self.top_down[j](self._context(upper)), self.config.min_scale)
+        """(mu, sigma) of p(z_j | higher layers), 0-based ``j < L - 1``; ``upper`` = [z_{j+1}, ...].
 
-    def z_dist(self, j: int, upper: Sequence[torch.Tensor], n: int, like: torch.Tensor) -> dist.Distribution:
+        A guide that needs the prior (the Ladder VAE's) calls this; the result is also kept for the
+        model's replay on the same tensors (:class:`~vaezoo.models.prior_handoff.PriorHandoff`).
+        """
+        net = self.top_down[j]
+        out = normal_head(net(self._context(upper)), self.config.min_scale)
+        self._prior_handoff.put(j, upper, net, out)
+        return out
+
+    def z_dist(
+        self, j: int, upper: Sequence[torch.Tensor], n: int, like: torch.Tensor, top_down: nn.ModuleList
+    ) -> dist.Distribution:
         if j == self.num_layers - 1:
             return dist.Normal(like.new_zeros(()), 1.0).expand([n, self.z_dims[j]]).to_event(1)
-        return dist.Normal(*self.prior_loc_scale(j, upper)).to_event(1)
+        net = top_down[j]
+        loc_scale = self._prior_handoff.take(j, upper, net)
+        if loc_scale is None:
+            loc_scale = normal_head(net(self._context(upper)), self.config.min_scale)
+        return dist.Normal(*loc_scale).to_event(1)
 
     def x_dist(self, zs: Sequence[torch.Tensor]) -> dist.Distribution:
         """p(x | z) from ``zs`` = [z_1, ..., z_L]."""
@@ -174,10 +190,12 @@ class TopDownHierarchy(LatentVariableModel):
 
     def forward(self, x: torch.Tensor) -> None:
         self.check_x(x)
+        # Read once: under Pyro's SVI every read of a submodule announces all of its parameters.
+        top_down = self.top_down
         upper: list[torch.Tensor] = []
         with pyro.plate("data", x.shape[0]):
             for j in reversed(range(self.num_layers)):
-                z = pyro.sample(self.layer_sites[j], self.z_dist(j, upper, x.shape[0], x))
+                z = pyro.sample(self.layer_sites[j], self.z_dist(j, upper, x.shape[0], x, top_down))
                 upper.insert(0, z)
             pyro.sample("x", self.x_dist(upper), obs=x)
 

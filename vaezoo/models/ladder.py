@@ -43,8 +43,10 @@ class LadderVAE(TopDownHierarchy):
 
     Batch norm: in training mode it normalizes with the statistics of the current batch (particles
     included), in eval mode with running averages; importance sampling and evaluation switch to
-    eval mode. The guide's top-down pass and the model's replay both run these modules on the same
-    z, so in training the running averages are updated twice per step with identical statistics.
+    eval mode. The model, replayed on the guide's samples, reuses the priors the guide's top-down
+    pass computed on those very tensors (:class:`~vaezoo.models.prior_handoff.PriorHandoff`)
+    instead of running the networks again, so the running averages move once per step, and the
+    top-down passes cost what they cost in the paper's single-network implementation.
 
     Deviation: the paper's variances are softplus outputs; we apply softplus to the standard
     deviation and add ``min_scale``, as every vaezoo Gaussian layer does.
