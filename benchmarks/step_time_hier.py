@@ -1,68 +1,54 @@
-"""Training-step time: vaezoo's Pyro Ladder VAE step against a hand-written PyTorch step of the same networks.
+"""Training-step time: vaezoo's Pyro hierarchical VAEs against hand-written PyTorch steps of the same nets.
 
-Both steps start from the same weights (deep copies of the Ladder VAE's bottom-up, top-down and
-decoder networks, batch norm included), use the same batches, batch size and Adam settings, and
-compute the same single-sample ELBO: Bernoulli likelihood and closed-form KL per layer between the
-precision-weighted posterior and the top-down prior. The hand-written step runs the top-down
-networks once and reuses them for the KL; the Pyro step runs them in the guide and again when the
-model is replayed, as any model/guide pair must. Timings alternate between the two in rounds, so
-drifts in machine load hit both alike. The data are fixed random binary images.
+For each model (Ladder VAE, HVAE, Markov HVAE, VLAE) with its default guide, in the configuration
+of the depth-5 hierarchy study (experiments/hierarchies.py): latent sizes 64-32-16-8-4 with
+two-layer leaky-ReLU MLPs of 512-256-128-64-32 units and batch norm (the study's "+BN" runs) for
+the top-down hierarchies, and five 2-d latents with MLPs of 256 units (no batch norm) for the VLAE.
+Both steps start from the same weights (the reference deep-copies the model's and guide's own
+networks, see hier_references.py), use the same batches, batch size and fused Adam, and compute
+the same single-sample ELBO: before any step the two losses are compared on the same weights and
+random numbers, and the layers with a closed-form KL in the reference are checked against
+vaezoo's rule (:meth:`~vaezoo.inference.traces.PairTrace.analytic_kl`) on the live pair. Timings
+alternate between the two in rounds, so drifts in machine load hit both alike. The data are fixed
+random binary images.
 
-    python benchmarks/step_time_hier.py               # paper MNIST LVAE 64-32-16-8-4, batch 100
-    python benchmarks/step_time_hier.py --validate    # with Pyro's distribution checks
+    python benchmarks/step_time_hier.py                       # all four models, batch 100
+    python benchmarks/step_time_hier.py --model lvae          # one model
+    python benchmarks/step_time_hier.py --validate            # with Pyro's distribution checks
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import platform
 import statistics
 import time
 
 import pyro
 import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.distributions import Normal, kl_divergence
+from hier_references import REFERENCES
 
 from vaezoo import ELBO
-from vaezoo.guides.ladder import precision_weighted
 from vaezoo.inference.fit import make_optimizer, parameters
-from vaezoo.models.hvae import normal_head
-from vaezoo.models.ladder import LadderVAE
+from vaezoo.inference.traces import run_pair
+from vaezoo.registry import build_model
 
-
-class HandWrittenLVAE(nn.Module):
-    """The reference: copies of the same modules, with the Ladder VAE's ELBO written out by hand."""
-
-    def __init__(self, model: LadderVAE, guide):
-        super().__init__()
-        self.bottom_up, self.heads = copy.deepcopy(guide.bottom_up), copy.deepcopy(guide.heads)
-        self.top_down, self.decoder = copy.deepcopy(model.top_down), copy.deepcopy(model.decoder)
-        self.q_min, self.p_min = guide.config.min_scale, model.config.min_scale
-
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
-        d, estimates = x.flatten(1), []
-        for net, head in zip(self.bottom_up, self.heads, strict=True):
-            d = net(d)
-            estimates.append(normal_head(head(d), self.q_min))
-        top = len(estimates) - 1
-        kl = x.new_zeros(x.shape[0])
-        z = None
-        for j in reversed(range(top + 1)):
-            loc, scale = estimates[j]
-            if j == top:
-                prior = Normal(torch.zeros_like(loc), torch.ones_like(scale))
-            else:
-                prior = Normal(*normal_head(self.top_down[j](z), self.p_min))
-                loc, scale = precision_weighted(loc, scale, prior.loc, prior.scale)
-            q = Normal(loc, scale)
-            z = q.rsample()
-            kl = kl + kl_divergence(q, prior).sum(-1)
-        logits = self.decoder(z)
-        log_px = -F.binary_cross_entropy_with_logits(logits, x.flatten(1), reduction="none").sum(-1)
-        return -(log_px - kl).mean()
+# The depth-5 study configurations (experiments/hierarchies.py, Run.model_config).
+TOP_DOWN = {
+    "z_dims": (64, 32, 16, 8, 4),
+    "hidden": (512, 256, 128, 64, 32),
+    "activation": "leaky_relu",
+    "batch_norm": True,
+}
+CONFIGS = {
+    "lvae": TOP_DOWN,
+    "hvae": TOP_DOWN,
+    "markov_hvae": TOP_DOWN,
+    "vlae": {"z_dims": (2,) * 5, "hidden": (256,)},
+}
+# Losses near 550 nats in float32 agree to ~1e-4; another estimator (closed-form KL in every layer of
+# the HVAE) or other noise moves the batch-100 mean by 1-6 nats.
+REL_TOL = 1e-5
 
 
 def time_steps(step, batches) -> float:
@@ -72,27 +58,41 @@ def time_steps(step, batches) -> float:
     return (time.perf_counter() - t0) / len(batches)
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--steps", type=int, default=30, help="steps per timed block")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating blocks per implementation")
-    parser.add_argument("--validate", action="store_true", help="turn Pyro's validation on")
-    parser.add_argument("--smoke", action="store_true", help="tiny run for the test suite")
-    args = parser.parse_args(argv)
-    if args.smoke:
-        args.steps, args.rounds, args.batch_size = 2, 1, 16
-    pyro.enable_validation(args.validate)
-    torch.manual_seed(0)
+def vaezoo_closed_form(model, guide, x: torch.Tensor) -> tuple[str, ...]:
+    """The latent sites for which vaezoo's ELBO takes the KL in closed form on this pair."""
+    with torch.no_grad():
+        pair = run_pair(model, guide, x)
+        return tuple(n for n in pair.latent if pair.analytic_kl(n) is not None)
 
-    model = LadderVAE()  # Sønderby et al. MNIST: 64-32-16-8-4 latents, 512-...-32 units, batch norm
+
+def describe(name: str, model, guide, closed: tuple[str, ...]) -> str:
+    c, gc = model.config, guide.config
+    sizes = "-".join(map(str, model.z_dims))
+    widths = "-".join(map(str, model.widths))
+    cond = f" ({gc.conditioning})" if hasattr(gc, "conditioning") else ""
+    mc = [s for s in model.layer_sites if s not in closed]
+    kl = f"closed-form KL {','.join(closed) or 'none'}; Monte Carlo log p - log q {','.join(mc) or 'none'}"
+    return (
+        f"{name} ({type(model).__name__}) x {model.x_numel} -> z {sizes}, MLPs {widths} ({c.mlp_layers} "
+        f"layers each, {c.activation}, batch norm {'on' if c.batch_norm else 'off'}), guide "
+        f"{type(guide).__name__}{cond}; {kl}"
+    )
+
+
+def measure(name: str, args) -> dict:
+    """Check that both sides compute the same loss, then time them; print and return the results."""
+    torch.manual_seed(0)
+    model = build_model(name, **CONFIGS[name])
     guide = model.default_guide()
-    reference = HandWrittenLVAE(model, guide)
-    objective = ELBO()
     data = torch.bernoulli(
         torch.rand(args.steps, args.batch_size, *model.x_shape, generator=torch.Generator().manual_seed(1))
     )
     batches = list(data)
+    objective = ELBO()
+    # Before the copy, so that the batch-norm running averages it moves are copied too.
+    closed = vaezoo_closed_form(model, guide, batches[0])
+    reference = REFERENCES[name](model, guide)
+    same_terms = set(closed) == set(reference.closed_form)
 
     # Same weights and random numbers: the two losses must agree before any step (train-mode batch norm).
     torch.manual_seed(2)
@@ -100,6 +100,7 @@ def main(argv=None) -> None:
     torch.manual_seed(2)
     with torch.no_grad():
         ref_loss = reference.loss(batches[0]).item()
+    agree = same_terms and abs(pyro_loss - ref_loss) <= REL_TOL * abs(ref_loss)
 
     opt_pyro = make_optimizer(parameters(model, guide), lr=1e-3)
     opt_ref = make_optimizer(list(reference.parameters()), lr=1e-3)
@@ -123,17 +124,52 @@ def main(argv=None) -> None:
         t_pyro.append(time_steps(pyro_step, batches))
         t_ref.append(time_steps(ref_step, batches))
     med_pyro, med_ref = statistics.median(t_pyro), statistics.median(t_ref)
+
     print(
-        f"ran: Ladder VAE 784 -> z 64-32-16-8-4, MLPs 512-256-128-64-32 (2 layers each, batch norm, "
-        f"leaky ReLU), ladder guide; batch {args.batch_size}, {args.steps} steps x {args.rounds} "
-        f"alternating rounds, fused Adam lr 1e-3 (both), validation {'on' if args.validate else 'off'}, "
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads), pyro {pyro.__version__}, "
+        f"ran: {describe(name, model, guide, closed)}; plain ELBO(), batch {args.batch_size}, "
+        f"{args.steps} steps x {args.rounds} alternating rounds, fused Adam lr 1e-3 (both)"
+    )
+    terms = "" if same_terms else f" [closed-form layers differ: reference {reference.closed_form}]"
+    print(
+        f"  same loss on the same weights and noise: Pyro {pyro_loss:.4f}, hand-written {ref_loss:.4f}, "
+        f"difference {pyro_loss - ref_loss:+.2e} -> {'agree' if agree else 'MISMATCH'}{terms}"
+    )
+    print(f"  vaezoo (Pyro) step: median {1e3 * med_pyro:.3f} ms")
+    print(f"  hand-written PyTorch step: median {1e3 * med_ref:.3f} ms")
+    print(f"  ratio Pyro / PyTorch: {med_pyro / med_ref:.3f}")
+    return {"model": name, "pyro": med_pyro, "ref": med_ref, "agree": agree}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=[*CONFIGS, "all"], default="all")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=30, help="steps per timed block")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating blocks per implementation")
+    parser.add_argument("--validate", action="store_true", help="turn Pyro's validation on")
+    parser.add_argument("--smoke", action="store_true", help="tiny run of every model for the test suite")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.steps, args.rounds, args.batch_size, args.model = 2, 1, 16, "all"
+    pyro.enable_validation(args.validate)
+    print(
+        f"setup: seeds 0 (weights), 1 (data), 2 (loss-check noise); validation "
+        f"{'on' if args.validate else 'off'}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), pyro {pyro.__version__}, "
         f"{platform.processor() or platform.machine()}"
     )
-    print(f"same loss on the same weights and noise: Pyro {pyro_loss:.4f}, hand-written {ref_loss:.4f}")
-    print(f"vaezoo (Pyro) step: median {1e3 * med_pyro:.3f} ms")
-    print(f"hand-written PyTorch step: median {1e3 * med_ref:.3f} ms")
-    print(f"ratio Pyro / PyTorch: {med_pyro / med_ref:.3f}")
+    names = list(CONFIGS) if args.model == "all" else [args.model]
+    results = [measure(name, args) for name in names]
+
+    print(f"\n{'model':12s} {'Pyro ms':>9s} {'PyTorch ms':>10s} {'ratio':>6s}  loss check")
+    for r in results:
+        print(
+            f"{r['model']:12s} {1e3 * r['pyro']:9.3f} {1e3 * r['ref']:10.3f} {r['pyro'] / r['ref']:6.3f}  "
+            f"{'agree' if r['agree'] else 'MISMATCH'}"
+        )
+    bad = [r["model"] for r in results if not r["agree"]]
+    if bad:
+        raise SystemExit(f"the two steps do not compute the same loss for {bad}: they time different work")
 
 
 if __name__ == "__main__":
