@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaezoo.distributions import bernoulli
 from vaezoo.errors import ConfigError
 from vaezoo.models.base import LatentVariableModel
 from vaezoo.models.prior_handoff import PriorHandoff
@@ -184,9 +185,7 @@ class TopDownHierarchy(LatentVariableModel):
     def x_dist(self, zs: Sequence[torch.Tensor]) -> dist.Distribution:
         """p(x | z) from ``zs`` = [z_1, ..., z_L]."""
         logits = self.decoder(self._context(zs))
-        return dist.Bernoulli(logits=logits.reshape(*logits.shape[:-1], *self.x_shape)).to_event(
-            len(self.x_shape)
-        )
+        return bernoulli(logits.reshape(*logits.shape[:-1], *self.x_shape), len(self.x_shape))
 
     def forward(self, x: torch.Tensor) -> None:
         self.check_x(x)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaezoo.distributions import bernoulli
 from vaezoo.models.base import LatentVariableModel
 from vaezoo.nets import mlp
 from vaezoo.registry import register_model
@@ -68,7 +69,7 @@ class VAE(LatentVariableModel):
     def x_dist(self, z: torch.Tensor) -> dist.Distribution:
         out = self.decoder(z).reshape(*z.shape[:-1], *self.x_shape)
         if self.config.likelihood == "bernoulli":
-            return dist.Bernoulli(logits=out).to_event(len(self.x_shape))
+            return bernoulli(out, len(self.x_shape))
         return dist.Normal(out, F.softplus(self.raw_scale) + 1e-3).to_event(len(self.x_shape))
 
     @property

@@ -10,6 +10,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
+from vaezoo.distributions import bernoulli
 from vaezoo.errors import ConfigError
 from vaezoo.models.base import LatentVariableModel
 from vaezoo.models.hvae import Activation, cat_features, per_layer, rung
@@ -159,7 +160,7 @@ class VLAE(LatentVariableModel):
         for j in reversed(range(self.num_layers - 1)):
             h = self.up[j](cat_features([h, self.inject[j](zs[j])]))
         logits = self.out(h).reshape(*h.shape[:-1], *self.x_shape)
-        return dist.Bernoulli(logits=logits).to_event(len(self.x_shape))
+        return bernoulli(logits, len(self.x_shape))
 
     def forward(self, x: torch.Tensor) -> None:
         self.check_x(x)
