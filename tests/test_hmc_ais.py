@@ -14,6 +14,7 @@ from vaezoo.inference.ais import ais_log_likelihood, schedule
 from vaezoo.inference.hmc import HMC, evaluate
 from vaezoo.inference.latents import LatentLayout, log_joint
 from vaezoo.inference.traces import run_pair
+from vaezoo.registry import build_model
 
 
 def gaussian_target():
@@ -111,6 +112,14 @@ def test_discrete_latents_are_refused_naming_the_site():
         LatentLayout(CoinModel(), "AIS")
     with pytest.raises(ConfigError, match=r"\['coin'\]"):
         ais_log_likelihood(CoinModel(), torch.zeros(2, 2))
+
+
+def test_the_layout_reads_a_batch_norm_model_without_moving_its_statistics():
+    model = build_model("lvae", x_shape=(1, 4, 4), z_dims=(3, 2), hidden=(8,), batch_norm=True)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    layout = LatentLayout(model, "AIS")
+    assert layout.names == ["z2", "z1"] and layout.dim == 5 and model.training
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
 def test_sigmoid_schedule_runs_from_zero_to_one():

@@ -53,14 +53,24 @@ def latent_sites(model, x: torch.Tensor | None = None) -> list[LatentSite]:
     return sites
 
 
-def require_real_latents(model, guide_name: str) -> list[LatentSite]:
-    """The model's latent sites, or a :class:`ConfigError` if ``guide_name`` cannot serve one of them."""
+def real_latents(model, need: str, fix: str) -> list[LatentSite]:
+    """The model's latent sites, or a :class:`ConfigError` if one is discrete or constrained.
+
+    ``need`` says what the caller does with them and ``fix`` what the user can do instead.
+    """
     sites = latent_sites(model)
     bad = [s.name for s in sites if not (s.continuous and s.real_support)]
     if bad:
         raise ConfigError(
-            f"guide {guide_name!r} places Normal distributions on every latent site, but "
-            f"{type(model).__name__} has discrete or constrained latent sites {bad}; use a guide written "
-            "for that model (its default_guide()) instead"
+            f"{need}, but {type(model).__name__} has discrete or constrained latent sites {bad}; {fix}"
         )
     return sites
+
+
+def require_real_latents(model, guide_name: str) -> list[LatentSite]:
+    """The model's latent sites, or a :class:`ConfigError` if guide ``guide_name`` cannot serve one."""
+    return real_latents(
+        model,
+        f"guide {guide_name!r} places Normal distributions on every latent site",
+        "use a guide written for that model (its default_guide()) instead",
+    )

@@ -14,7 +14,6 @@ from torch import nn
 from vaezoo.config import resolve
 from vaezoo.models.base import check_shape
 from vaezoo.models.hvae import Activation, cat_features, normal_head, per_layer, rung
-from vaezoo.nets import evaluating
 from vaezoo.registry import register_guide
 from vaezoo.sites import require_real_latents
 from vaezoo.zoo_module import ZooModule
@@ -41,8 +40,7 @@ def layer_order(model) -> list:
     Read from the model's ``layer_sites`` when it has one (every hierarchical vaezoo model does);
     otherwise the order in which the model samples its sites.
     """
-    with evaluating(model):  # discovery must not move batch-norm running statistics
-        sites = {s.name: s for s in require_real_latents(model, "bottom_up")}
+    sites = {s.name: s for s in require_real_latents(model, "bottom_up")}  # traced in eval mode
     names = getattr(model, "layer_sites", None) or list(sites)
     return [sites[n] for n in names]
 

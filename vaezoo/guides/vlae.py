@@ -15,7 +15,6 @@ from vaezoo.config import resolve
 from vaezoo.models.base import check_shape
 from vaezoo.models.hvae import Activation, normal_head, per_layer, rung
 from vaezoo.models.vlae import conv_encoder
-from vaezoo.nets import evaluating
 from vaezoo.registry import register_guide
 from vaezoo.sites import require_real_latents
 from vaezoo.zoo_module import ZooModule
@@ -58,8 +57,7 @@ class LadderEncoder(ZooModule):
     def __init__(self, model, config: LadderEncoderConfig | dict | None = None, **overrides):
         super().__init__()
         c = self.config = resolve(LadderEncoderConfig, config, overrides)
-        with evaluating(model):  # discovery must not move batch-norm running statistics
-            found = {s.name: s for s in require_real_latents(model, "vlae")}
+        found = {s.name: s for s in require_real_latents(model, "vlae")}  # traced in eval mode
         self.sites = [found[n] for n in (getattr(model, "layer_sites", None) or found)]
         self.x_shape = model.x_shape
         widths = per_layer(c.hidden, len(self.sites), "hidden", "guide 'vlae'")

@@ -28,7 +28,8 @@ from torch.distributions import kl_divergence, register_kl
 
 from vaezoo.errors import ConfigError
 from vaezoo.inference.traces import PARTICLES, PairTrace, plate_dims
-from vaezoo.sites import latent_sites
+from vaezoo.nets import evaluating
+from vaezoo.sites import real_latents
 
 CHAINS = "chains"
 
@@ -41,15 +42,13 @@ class LatentLayout:
     """
 
     def __init__(self, model, who: str = "this estimator"):
-        sites = latent_sites(model)
-        bad = [s.name for s in sites if not (s.continuous and s.real_support)]
-        if bad:
-            raise ConfigError(
-                f"{who} moves latents freely in R^D, but {type(model).__name__} has discrete or constrained "
-                f"latent sites {bad}; it needs a model whose latents are real-valued (e.g. Gaussian)"
-            )
+        sites = real_latents(
+            model,
+            f"{who} moves latents freely in R^D",
+            "it needs a model whose latents are real-valued (e.g. Gaussian)",
+        )
         x = model.example_x(2)
-        with torch.no_grad(), poutine.block():
+        with torch.no_grad(), poutine.block(), evaluating(model):  # leaves batch-norm statistics alone
             trace = poutine.trace(model).get_trace(x)
         extra = [s.name for s in sites if tuple(trace.nodes[s.name]["fn"].batch_shape) != (2,)]
         if extra:

@@ -60,10 +60,7 @@ class LadderVAE(TopDownHierarchy):
     default_guide_name = "ladder"
 
     def default_guide_config(self) -> dict:
-        c = self.config
-        return {
-            "hidden": list(self.widths),
-            "mlp_layers": c.mlp_layers,
-            "activation": c.activation,
-            "batch_norm": c.batch_norm,
-        }
+        # The bottom-up networks mirror the model's rungs; the ladder guide has no conditioning choice.
+        config = super().default_guide_config()
+        del config["conditioning"]
+        return config
