@@ -16,6 +16,19 @@ Variants: ``rg`` binary block spins with the renormalization-group guide (pathwi
 temperatures in [1.5, 3.5] including T_c (``DEFAULT_TEMPERATURES``); exact Boltzmann draws at L = 4,
 Swendsen-Wang at L = 16, thinned by the measured autocorrelation time. Checkpoints go to
 ``runs/ising/`` (git-ignored); a repeated ``train`` resumes.
+
+Global options come before the sub-command and must be repeated on every stage of one pipeline:
+``--out DIR`` puts everything the runner writes under ``DIR`` (checkpoints in ``DIR/runs/``, results
+in ``DIR/docs/results/``, README and figures in ``DIR/docs/``) instead of the repository's
+``runs/ising/`` and ``docs/ising/``; ``--smoke`` (which needs ``--out``) shrinks every size (lattices
+per temperature, epochs, network width, k, n, bound steps, time budgets; :data:`SMOKE`) so that the
+whole pipeline of one variant runs in well under a minute, to check the runner, not the model::
+
+    B=experiments/ising_block_spin.py; S="--smoke --out /tmp/ising-smoke"
+    python $B $S train --L 4 --variant rg && python $B $S eval-l4 --variant rg
+    python $B $S train --L 16 --variant rg && python $B $S eval-l16 --variant rg && python $B $S report
+
+A sub-command option given explicitly (``--epochs``, ``--k``, ...) overrides the smoke size.
 """
 
 from __future__ import annotations
@@ -26,6 +39,7 @@ import json
 import math
 import platform
 import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -45,32 +59,86 @@ from vaezoo.ising.observables import (
 from vaezoo.ising.perturb import perturb, perturbation_grid
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ROOT / "docs" / "ising"
-RESULTS = DOCS / "results"
-RUNS = ROOT / "runs" / "ising"
 EVAL_T = (1.5, 2.0, T_C, 2.5, 3.5)
+PERTURB_T = (2.0, T_C, 2.5)
 VARIANTS = {
     "rg": {"latent": "binary", "guide": "block_rg"},
     "sf": {"latent": "binary", "guide": "block_amortized"},
     "cont": {"latent": "continuous", "guide": "block_amortized"},
 }
 LEVELS = {4: 2, 16: 3}
-N_TRAIN = {4: 2000, 16: 1000}
-N_TEST = {4: 500, 16: 200}
 
 
-def data(L: int, test: bool = False) -> torch.Tensor:
+@dataclass(frozen=True)
+class Setup:
+    """Where the runner writes and how big every stage is; :func:`setup` builds it from the command line.
+
+    The defaults are the full-budget study. The per-command sizes (``epochs`` ... ``bound_steps``) are
+    the defaults of the sub-command options of the same names.
+    """
+
+    docs: Path = ROOT / "docs" / "ising"
+    runs: Path = ROOT / "runs" / "ising"
+    smoke: bool = False
+    temperatures: tuple[float, ...] = DEFAULT_TEMPERATURES
+    eval_t: tuple[float, ...] = EVAL_T
+    perturb_t: tuple[float, ...] = PERTURB_T
+    n_train: dict[int, int] = field(default_factory=lambda: {4: 2000, 16: 1000})
+    n_test: dict[int, int] = field(default_factory=lambda: {4: 500, 16: 200})
+    model_config: dict | None = None
+    epochs: int = 30
+    minutes: float = 13.0
+    k: int = 100
+    n: int = 2000
+    bound_steps: int = 300
+    speed_n: int = 2000
+    n_perturb: int = 200
+
+    @property
+    def results(self) -> Path:
+        return self.docs / "results"
+
+
+#: What ``--smoke`` changes: 3 training temperatures and one for evaluation (exact_kl_l4 enumerates all
+#: states at each), a few lattices per temperature, a narrow network, one epoch, tiny k and n.
+SMOKE = {
+    "temperatures": (1.5, T_C, 3.5),
+    "eval_t": (T_C,),
+    "perturb_t": (T_C,),
+    "n_train": {4: 10, 16: 10},
+    "n_test": {4: 4, 16: 4},
+    "model_config": {"channels": 4, "depth": 1, "gain_hidden": 4},
+    "epochs": 1,
+    "minutes": 1.0,
+    "k": 2,
+    "n": 8,
+    "bound_steps": 3,
+    "speed_n": 8,
+    "n_perturb": 4,
+}
+
+
+def setup(args: argparse.Namespace) -> Setup:
+    cfg = Setup() if args.out is None else Setup(docs=Path(args.out) / "docs", runs=Path(args.out) / "runs")
+    if args.smoke:
+        cfg = replace(cfg, smoke=True, **SMOKE)
+    # A sub-command option given on the command line wins over the (smoke or full) default.
+    given = {f: getattr(args, f, None) for f in ("epochs", "minutes", "k", "n", "bound_steps")}
+    return replace(cfg, **{f: v for f, v in given.items() if v is not None})
+
+
+def data(cfg: Setup, L: int, test: bool = False) -> torch.Tensor:
     method = "exact" if L <= 4 else "swendsen_wang"
-    n = N_TEST[L] if test else N_TRAIN[L]
-    return lattice_dataset(L, DEFAULT_TEMPERATURES, n, method=method, seed=1000 if test else 0).x
+    n = cfg.n_test[L] if test else cfg.n_train[L]
+    return lattice_dataset(L, cfg.temperatures, n, method=method, seed=1000 if test else 0).x
 
 
-def run_dir(L: int, variant: str) -> Path:
-    return RUNS / f"L{L}-{variant}"
+def run_dir(cfg: Setup, L: int, variant: str) -> Path:
+    return cfg.runs / f"L{L}-{variant}"
 
 
-def load(L: int, variant: str):
-    model, guide, objective, payload = checkpoint.restore(run_dir(L, variant) / "checkpoint.pt")
+def load(cfg: Setup, L: int, variant: str):
+    model, guide, objective, payload = checkpoint.restore(run_dir(cfg, L, variant) / "checkpoint.pt")
     return model, guide, payload
 
 
@@ -78,21 +146,21 @@ def machine() -> dict:
     return {"threads": torch.get_num_threads(), "torch": torch.__version__, "cpu": platform.processor()}
 
 
-def write(name: str, result: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1))
+def write(cfg: Setup, name: str, result: dict) -> None:
+    cfg.results.mkdir(parents=True, exist_ok=True)
+    (cfg.results / f"{name}.json").write_text(json.dumps(result, indent=1))
 
 
-def cmd_train(args) -> None:
-    """Train up to ``--epochs``, stopping early before ``--minutes`` run out; a later call resumes."""
+def cmd_train(cfg: Setup, args) -> None:
+    """Train up to ``epochs``, stopping early before ``minutes`` run out; a later call resumes."""
     t0 = time.perf_counter()
     v = VARIANTS[args.variant]
-    train, test = data(args.L), data(args.L, test=True)
+    train, test = data(cfg, args.L), data(cfg, args.L, test=True)
     history: list[dict] = []
     target = 0
-    while target < args.epochs:
+    while target < cfg.epochs:
         last = history[-1]["seconds"] if history else 0.0
-        if time.perf_counter() - t0 + 1.2 * last > 60 * args.minutes:
+        if time.perf_counter() - t0 + 1.2 * last > 60 * cfg.minutes:
             break
         target = (history[-1]["epoch"] if history else 0) + 1
         # One epoch per call: fit resumes from the checkpoint written after the previous epoch.
@@ -105,17 +173,19 @@ def cmd_train(args) -> None:
             batch_size=100,
             lr=args.lr,
             test=test,
-            out=str(run_dir(args.L, args.variant)),
+            out=str(run_dir(cfg, args.L, args.variant)),
             progress=False,
+            model_config=cfg.model_config,
         )
         target = history[-1]["epoch"]
     write(
+        cfg,
         f"train-L{args.L}-{args.variant}",
         {
             "L": args.L,
             "variant": args.variant,
             "objective": objective.describe(),
-            "epochs_requested": args.epochs,
+            "epochs_requested": cfg.epochs,
             "epochs_done": history[-1]["epoch"],
             "lr": args.lr,
             "history": history,
@@ -125,16 +195,16 @@ def cmd_train(args) -> None:
     )
 
 
-def cmd_eval_l4(args) -> None:
-    model, guide, _ = load(4, args.variant)
+def cmd_eval_l4(cfg: Setup, args) -> None:
+    model, guide, _ = load(cfg, 4, args.variant)
     rows = []
-    for T in EVAL_T:
+    for T in cfg.eval_t:
         t0 = time.perf_counter()
         method = "enumerate" if model.binary else "is"
-        r = exact_kl_l4(model, guide, T, k=args.k, method=method)
+        r = exact_kl_l4(model, guide, T, k=cfg.k, method=method)
         rows.append({**vars(r), "seconds": time.perf_counter() - t0})
         # Written after every temperature, so a run stopped by its time limit keeps what it measured.
-        write(f"eval-L4-{args.variant}", {"variant": args.variant, "rows": rows, "machine": machine()})
+        write(cfg, f"eval-L4-{args.variant}", {"variant": args.variant, "rows": rows, "machine": machine()})
 
 
 def observables(spins: torch.Tensor) -> dict:
@@ -158,8 +228,8 @@ def reference(L: int, T: float, n: int, seed: int) -> dict:
     return {"exact_energy": exact_thermodynamics(L, T).energy_per_site, "sw": observables(spins)}
 
 
-def cmd_eval_l16(args) -> None:
-    model, guide, _ = load(16, args.variant)
+def cmd_eval_l16(cfg: Setup, args) -> None:
+    model, guide, _ = load(cfg, 16, args.variant)
     t0 = time.perf_counter()
     if model.binary and args.variant == "rg":
         bound_guide = BlockAmortized(model)  # r(z | s) for the bound: the RG map's support is too small
@@ -169,16 +239,16 @@ def cmd_eval_l16(args) -> None:
         how = "the trained guide, refined on model samples (fit_bound_guide)"
     trained_guide_bounds = {}
     if args.variant != "rg":
-        for T in EVAL_T:
-            fe = free_energy_bound(model, guide, T, n=args.n)
+        for T in cfg.eval_t:
+            fe = free_energy_bound(model, guide, T, n=cfg.n)
             trained_guide_bounds[f"{T:.4f}"] = {**vars(fe), "relative_error": fe.relative_error}
         bound_guide = copy.deepcopy(guide)
-    losses = fit_bound_guide(model, bound_guide, DEFAULT_TEMPERATURES, steps=args.bound_steps)
+    losses = fit_bound_guide(model, bound_guide, cfg.temperatures, steps=cfg.bound_steps)
     rows = []
-    for i, T in enumerate(EVAL_T):
-        fe = free_energy_bound(model, bound_guide, T, n=args.n)
-        spins = sample_model(model, args.n, T=T)
-        ref = reference(16, T, args.n, seed=2000 + i)
+    for i, T in enumerate(cfg.eval_t):
+        fe = free_energy_bound(model, bound_guide, T, n=cfg.n)
+        spins = sample_model(model, cfg.n, T=T)
+        ref = reference(16, T, cfg.n, seed=2000 + i)
         rows.append(
             {
                 **vars(fe),
@@ -189,20 +259,19 @@ def cmd_eval_l16(args) -> None:
             }
         )
     t1 = time.perf_counter()
-    speed_n = 2000
-    sample_model(model, speed_n, T=T_C)
-    throughput = speed_n / (time.perf_counter() - t1)
+    sample_model(model, cfg.speed_n, T=T_C)
+    throughput = cfg.speed_n / (time.perf_counter() - t1)
     curve = []
-    for T in DEFAULT_TEMPERATURES:
-        curve.append({"T": T, "model": observables(sample_model(model, args.n // 2, T=T))})
+    for T in cfg.temperatures:
+        curve.append({"T": T, "model": observables(sample_model(model, cfg.n // 2, T=T))})
     perturbations = {}
-    for T in (2.0, T_C, 2.5):
-        lattices = sample(16, T, 200, seed=3000)
+    for T in cfg.perturb_t:
+        lattices = sample(16, T, cfg.n_perturb, seed=3000)
         res = perturb(model, guide, lattices, T)
         perturbations[f"{T:.4f}"] = {
             "original_energy": [
                 res.original_energy.mean().item(),
-                res.original_energy.std().item() / math.sqrt(200),
+                res.original_energy.std().item() / math.sqrt(cfg.n_perturb),
             ],
             "levels": [
                 {
@@ -214,16 +283,18 @@ def cmd_eval_l16(args) -> None:
                 for p in res.levels
             ],
         }
-        perturbation_grid(res, DOCS / f"perturb-{args.variant}-T{T:.3f}.png", rows=4)
+        perturbation_grid(res, cfg.docs / f"perturb-{args.variant}-T{T:.3f}.png", rows=4)
+    tail = losses[-50:]
     write(
+        cfg,
         f"eval-L16-{args.variant}",
         {
             "variant": args.variant,
             "bound_guide": how,
-            "bound_guide_steps": args.bound_steps,
-            "bound_guide_final_loss": sum(losses[-50:]) / 50,
+            "bound_guide_steps": cfg.bound_steps,
+            "bound_guide_final_loss": sum(tail) / len(tail),
             "trained_guide_bounds": trained_guide_bounds,
-            "n": args.n,
+            "n": cfg.n,
             "rows": rows,
             "curve": curve,
             "perturbations": perturbations,
@@ -234,8 +305,8 @@ def cmd_eval_l16(args) -> None:
     )
 
 
-def _read(name: str) -> dict | None:
-    path = RESULTS / f"{name}.json"
+def _read(cfg: Setup, name: str) -> dict | None:
+    path = cfg.results / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -250,13 +321,13 @@ NAMES = {
 }
 
 
-def _training_table(L: int) -> list[str]:
+def _training_table(cfg: Setup, L: int) -> list[str]:
     lines = [
         f"| variant (L = {L}) | objective | epochs | test ELBO / site | train s / epoch |",
         "|---|---|---|---|---|",
     ]
     for v in VARIANTS:
-        r = _read(f"train-L{L}-{v}")
+        r = _read(cfg, f"train-L{L}-{v}")
         if r is None:
             continue
         last = r["history"][-1]
@@ -267,24 +338,25 @@ def _training_table(L: int) -> list[str]:
         )
     floor = sum(
         (lambda t: t.energy_per_site / T + t.log_z_per_site)(kaufman_thermodynamics(L, T))
-        for T in DEFAULT_TEMPERATURES
-    ) / len(DEFAULT_TEMPERATURES)
+        for T in cfg.temperatures
+    ) / len(cfg.temperatures)
     lines += [
         "",
-        f"Floor of -ELBO / site: the exact entropy per site averaged over the 12 temperatures, {floor:.4f}.",
+        f"Floor of -ELBO / site: the exact entropy per site averaged over the {len(cfg.temperatures)} "
+        f"temperatures, {floor:.4f}.",
     ]
     return lines
 
 
-def _l4_table() -> list[str]:
-    evals = {v: _read(f"eval-L4-{v}") for v in VARIANTS}
+def _l4_table(cfg: Setup) -> list[str]:
+    evals = {v: _read(cfg, f"eval-L4-{v}") for v in VARIANTS}
     evals = {v: e for v, e in evals.items() if e is not None}
     if not evals:
         return ["(no L = 4 results)"]
     head = "| T | exact entropy / site | " + " | ".join(f"NLL / site: {NAMES[v]}" for v in evals)
     head += " | " + " | ".join(f"KL / site: {NAMES[v]}" for v in evals) + " |"
     lines = [head, "|---" * (2 + 2 * len(evals)) + "|"]
-    for i, T in enumerate(EVAL_T):
+    for i, T in enumerate(cfg.eval_t):
         rows = {v: e["rows"][i] if i < len(e["rows"]) else None for v, e in evals.items()}
         first = next(r for r in rows.values() if r is not None)
         nll = " | ".join(f"{r['nll']:.4f}" if r else "not run" for r in rows.values())
@@ -301,11 +373,11 @@ def _l4_table() -> list[str]:
     return lines
 
 
-def _l16_tables(evals: dict) -> list[str]:
+def _l16_tables(cfg: Setup, evals: dict) -> list[str]:
     lines = ["| T | exact F / N (Kaufman) | mean-field bound (rel. err.) | "]
     lines[0] += " | ".join(f"bound: {NAMES[v]} (rel. err.)" for v in evals) + " |"
     lines.append("|---" * (3 + len(evals)) + "|")
-    for i, T in enumerate(EVAL_T):
+    for i, T in enumerate(cfg.eval_t):
         rows = {v: e["rows"][i] for v, e in evals.items()}
         r0 = next(iter(rows.values()))
         cells = " | ".join(
@@ -315,21 +387,23 @@ def _l16_tables(evals: dict) -> list[str]:
             f"| {T:.4f} | {r0['exact']:.4f} | {r0['mean_field']:.4f} "
             f"({100 * r0['mf_relative_error']:.2f}%) | {cells} |"
         )
-    lines += ["", "Bound with the guide as trained (before refitting r on model samples):", ""]
-    lines.append("| T | " + " | ".join(NAMES[v] for v in evals if evals[v]["trained_guide_bounds"]) + " |")
-    lines.append("|---" * (1 + sum(1 for v in evals if evals[v]["trained_guide_bounds"])) + "|")
-    for T in EVAL_T:
-        cells = [
-            f"{b['value']:.4f} ± {b['stderr']:.4f} ({100 * b['relative_error']:.2f}%)"
-            for e in evals.values()
-            if (b := e["trained_guide_bounds"].get(f"{T:.4f}"))
-        ]
-        lines.append(f"| {T:.4f} | " + " | ".join(cells) + " |")
+    trained = [v for v in evals if evals[v]["trained_guide_bounds"]]  # the RG guide has none
+    if trained:
+        lines += ["", "Bound with the guide as trained (before refitting r on model samples):", ""]
+        lines.append("| T | " + " | ".join(NAMES[v] for v in trained) + " |")
+        lines.append("|---" * (1 + len(trained)) + "|")
+        for T in cfg.eval_t:
+            cells = [
+                f"{b['value']:.4f} ± {b['stderr']:.4f} ({100 * b['relative_error']:.2f}%)"
+                for e in evals.values()
+                if (b := e["trained_guide_bounds"].get(f"{T:.4f}"))
+            ]
+            lines.append(f"| {T:.4f} | " + " | ".join(cells) + " |")
     n = next(iter(evals.values()))["n"]
     lines += ["", f"Observables of {n} model samples (and {n} Swendsen-Wang samples) per temperature:", ""]
     lines.append("| T | observable | exact | Swendsen-Wang | " + " | ".join(NAMES[v] for v in evals) + " |")
     lines.append("|---" * (4 + len(evals)) + "|")
-    for i, T in enumerate(EVAL_T):
+    for i, T in enumerate(cfg.eval_t):
         rows = {v: e["rows"][i] for v, e in evals.items()}
         r0 = next(iter(rows.values()))
         for key, label in (("energy", "E/N"), ("abs_m", "<abs m>"), ("binder", "U4")):
@@ -339,13 +413,13 @@ def _l16_tables(evals: dict) -> list[str]:
     return lines
 
 
-def _perturbation_tables(evals: dict) -> list[str]:
+def _perturbation_tables(cfg: Setup, evals: dict) -> list[str]:
     lines = []
     for v, e in evals.items():
         for T, p in e["perturbations"].items():
             lines += [
                 "",
-                f"{NAMES[v]}, T = {T}: originals (200 Swendsen-Wang lattices) "
+                f"{NAMES[v]}, T = {T}: originals ({cfg.n_perturb} Swendsen-Wang lattices) "
                 f"E/N = {_pm(p['original_energy'])}; "
                 f"![grid](perturb-{v}-T{float(T):.3f}.png)",
                 "",
@@ -359,7 +433,7 @@ def _perturbation_tables(evals: dict) -> list[str]:
     return lines
 
 
-def _figure(evals: dict) -> str:
+def _figure(cfg: Setup, evals: dict) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -367,8 +441,8 @@ def _figure(evals: dict) -> str:
 
     fine = [1.4 + 0.02 * i for i in range(111)]
     exact_e = [kaufman_thermodynamics(16, T).energy_per_site for T in fine]
-    train = lattice_dataset(16, DEFAULT_TEMPERATURES, N_TRAIN[16], seed=0, progress=False)
-    sw = {T: observables(train.at(T)) for T in DEFAULT_TEMPERATURES}
+    train = lattice_dataset(16, cfg.temperatures, cfg.n_train[16], seed=0, progress=False)
+    sw = {T: observables(train.at(T)) for T in cfg.temperatures}
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     for ax, key, label in zip(
         axes, ("energy", "abs_m", "binder"), ("E / N", "<|m|>", "Binder U4"), strict=True
@@ -403,14 +477,20 @@ def _figure(evals: dict) -> str:
         ax.set_title(label)
     axes[0].legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(DOCS / "observables_vs_T.png", dpi=110)
+    fig.savefig(cfg.docs / "observables_vs_T.png", dpi=110)
     plt.close(fig)
     return "observables_vs_T.png"
 
 
-def report() -> None:
-    evals16 = {v: e for v in VARIANTS if (e := _read(f"eval-L16-{v}")) is not None}
+def report(cfg: Setup) -> None:
+    evals16 = {v: e for v in VARIANTS if (e := _read(cfg, f"eval-L16-{v}")) is not None}
     lines = ["# Block-spin model of the 2D Ising model: measured results", ""]
+    if cfg.smoke:
+        lines += [
+            "**Smoke run** (`--smoke`): every size is tiny (`SMOKE` in the script), so these numbers say",
+            "nothing about the model; the text below describes the full-budget study.",
+            "",
+        ]
     lines += [
         "Written by `python experiments/ising_block_spin.py report` from `docs/ising/results/*.json`, which",
         "the commands below produced (one thread each, `OMP_NUM_THREADS=1`, on a machine shared with other",
@@ -442,47 +522,65 @@ def report() -> None:
         "guide as trained.",
         "",
     ]
-    lines += ["## Training", ""] + _training_table(4) + [""] + _training_table(16)
-    lines += ["", "## L = 4: exact KL(p || q) per site over all 65,536 states", ""] + _l4_table()
+    lines += ["## Training", ""] + _training_table(cfg, 4) + [""] + _training_table(cfg, 16)
+    lines += ["", "## L = 4: exact KL(p || q) per site over all 65,536 states", ""] + _l4_table(cfg)
     if evals16:
         lines += ["", "## L = 16: free-energy upper bound per site vs Kaufman's exact F", ""] + _l16_tables(
-            evals16
+            cfg, evals16
         )
-        lines += ["", f"![observables]({_figure(evals16)})", "", "## L = 16: perturbation at a level"]
-        lines += _perturbation_tables(evals16)
+        lines += ["", f"![observables]({_figure(cfg, evals16)})", "", "## L = 16: perturbation at a level"]
+        lines += _perturbation_tables(cfg, evals16)
         lines += ["", "## Sampling throughput (L = 16, T = T_c, one thread)", ""]
         for v, e in evals16.items():
             lines.append(f"- {NAMES[v]}: {e['sampling_lattices_per_second']:.0f} lattices / s")
-    (DOCS / "README.md").write_text("\n".join(lines) + "\n")
+    cfg.docs.mkdir(parents=True, exist_ok=True)
+    (cfg.docs / "README.md").write_text("\n".join(lines) + "\n")
 
 
-def main() -> None:
+def _size(parser: argparse.ArgumentParser, name: str, kind: type, help: str) -> None:
+    """A size option whose default (None) means: the full-budget or smoke value of :class:`Setup`."""
+    attr = name.lstrip("-").replace("-", "_")
+    full, smoke = getattr(Setup, attr), SMOKE[attr]
+    parser.add_argument(name, type=kind, default=None, help=f"{help} (default {full}; --smoke: {smoke})")
+
+
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--out",
+        default=None,
+        help="write checkpoints to OUT/runs, results to OUT/docs/results, the report to OUT/docs "
+        "(default: runs/ising, docs/ising/results, docs/ising of the repository)",
+    )
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, seconds per stage; needs --out")
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train")
     t.add_argument("--L", type=int, choices=(4, 16), required=True)
     t.add_argument("--variant", choices=VARIANTS, required=True)
-    t.add_argument("--epochs", type=int, default=30)
+    _size(t, "--epochs", int, "epochs to train up to")
     t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--minutes", type=float, default=13.0, help="wall-clock budget of this call")
+    _size(t, "--minutes", float, "wall-clock budget of this call")
     e4 = sub.add_parser("eval-l4")
     e4.add_argument("--variant", choices=VARIANTS, required=True)
-    e4.add_argument("--k", type=int, default=100)
+    _size(e4, "--k", int, "importance samples per state (continuous latents)")
     e16 = sub.add_parser("eval-l16")
     e16.add_argument("--variant", choices=VARIANTS, required=True)
-    e16.add_argument("--n", type=int, default=2000)
-    e16.add_argument("--bound-steps", type=int, default=300)
+    _size(e16, "--n", int, "model samples per temperature")
+    _size(e16, "--bound-steps", int, "steps of fit_bound_guide")
     sub.add_parser("report")
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    if args.smoke and args.out is None:
+        p.error("--smoke needs --out DIR, so that it never writes into the repository's docs/ or runs/")
+    cfg = setup(args)
     torch.manual_seed(0)
     if args.cmd == "train":
-        cmd_train(args)
+        cmd_train(cfg, args)
     elif args.cmd == "eval-l4":
-        cmd_eval_l4(args)
+        cmd_eval_l4(cfg, args)
     elif args.cmd == "eval-l16":
-        cmd_eval_l16(args)
+        cmd_eval_l16(cfg, args)
     else:
-        report()
+        report(cfg)
 
 
 if __name__ == "__main__":

@@ -7,21 +7,66 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# Arguments per script; "{out}" becomes a temporary folder. ising_block_spin.py has no smoke mode yet
-# (its stages write docs/ising/results), so only its command line is checked.
+# Arguments per script, or a list of invocations run in order; "{out}" becomes a temporary folder.
+# ising_block_spin.py runs its whole pipeline for one variant, each stage a separate command.
+_ISING = ["--smoke", "--out", "{out}"]
 EXPERIMENTS = {
     "hierarchies.py": ["--smoke", "--out", "{out}"],
-    "ising_block_spin.py": ["--help"],
+    "ising_block_spin.py": [
+        [*_ISING, "train", "--L", "4", "--variant", "rg"],
+        [*_ISING, "eval-l4", "--variant", "rg"],
+        [*_ISING, "train", "--L", "16", "--variant", "rg"],
+        [*_ISING, "eval-l16", "--variant", "rg"],
+        [*_ISING, "report"],
+    ],
     "estimator_variance.py": ["--smoke", "--json", "{out}/variance.json"],
 }
+# Files a script must have written under "{out}" (with lines they must contain), and repository folders
+# it must leave untouched. The README's L = 4 table lists exactly the variants whose results the report
+# read, so its header shows that it read the smoke run's results and nothing else.
+OUTPUTS = {
+    "ising_block_spin.py": {
+        "docs/README.md": [
+            "| T | exact entropy / site | NLL / site: binary, RG guide | KL / site: binary, RG guide |",
+            "## L = 16: free-energy upper bound per site vs Kaufman's exact F",
+        ],
+        "docs/observables_vs_T.png": [],
+        "docs/perturb-rg-T2.269.png": [],
+        **{f"docs/results/{s}-rg.json": [] for s in ("train-L4", "eval-L4", "train-L16", "eval-L16")},
+        "runs/L4-rg/checkpoint.pt": [],
+        "runs/L16-rg/checkpoint.pt": [],
+    },
+}
+UNTOUCHED = {"ising_block_spin.py": ["docs/ising", "runs/ising"]}
 
 
 def test_every_experiment_is_listed():
     assert {p.name for p in (ROOT / "experiments").glob("*.py")} == set(EXPERIMENTS)
 
 
+def _snapshot(folders: list[str]) -> dict[str, tuple[int, int]]:
+    """(mtime_ns, size) of every file under the repository folders (missing folders: none)."""
+    return {
+        str(p.relative_to(ROOT)): (p.stat().st_mtime_ns, p.stat().st_size)
+        for folder in folders
+        for p in (ROOT / folder).rglob("*")
+        if p.is_file()
+    }
+
+
 @pytest.mark.parametrize("script", sorted(EXPERIMENTS))
 def test_experiment_smoke(script, tmp_path, idx_root):
-    args = [a.replace("{out}", str(tmp_path)) for a in EXPERIMENTS[script]]
-    cmd = [sys.executable, str(ROOT / "experiments" / script), *args]
-    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
+    runs = EXPERIMENTS[script]
+    runs = [runs] if isinstance(runs[0], str) else runs
+    before = _snapshot(UNTOUCHED.get(script, []))
+    for run in runs:
+        args = [a.replace("{out}", str(tmp_path)) for a in run]
+        cmd = [sys.executable, str(ROOT / "experiments" / script), *args]
+        subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
+    outputs = OUTPUTS.get(script, {})
+    missing = [f for f in outputs if not (tmp_path / f).is_file()]
+    assert not missing, f"{script} did not write {missing} under {tmp_path}"
+    for name, lines in outputs.items():
+        text = (tmp_path / name).read_text() if lines else ""
+        assert not [line for line in lines if line not in text.splitlines()], f"{name}:\n{text}"
+    assert _snapshot(UNTOUCHED.get(script, [])) == before, f"{script} wrote into {UNTOUCHED[script]}"
