@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vaezoo import VAE, checkpoint, log_likelihood
-from vaezoo.inference.importance import _chunk_size
+from vaezoo.inference.importance import chunk_size
 
 EVAL_SEED = 1234  # the project's fixed binarization of the test set (vaezoo/cli.py)
 LOG_2PI = math.log(2 * math.pi)
@@ -71,7 +71,7 @@ class HandWrittenIS(nn.Module):
             xf = xb.flatten(1)
             loc, raw = self.head(self.encoder(xf)).chunk(2, dim=-1)
             scale = F.softplus(raw) + self.min_scale
-            c = _chunk_size(k, xb.shape[0], self.x_numel, max_elements)
+            c = chunk_size(k, xb.shape[0], self.x_numel, max_elements)
             lse = torch.full((xb.shape[0],), -math.inf, dtype=torch.float64)
             done = 0
             while done < k:

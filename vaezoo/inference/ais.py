@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -11,7 +10,7 @@ from tqdm.auto import tqdm
 
 from vaezoo.data import batches, num_batches
 from vaezoo.inference.hmc import HMC, evaluate
-from vaezoo.inference.importance import LogLikelihood
+from vaezoo.inference.importance import LogLikelihood, LogMeanWeight, chunk_size
 from vaezoo.inference.latents import LatentLayout, frozen, joint_parts, sample_prior
 from vaezoo.nets import evaluating
 
@@ -122,23 +121,16 @@ def ais_log_likelihood(
             disable=not progress,
             desc=f"AIS chains={n_chains} T={n_intermediate}",
         ):
-            c = max(1, min(n_chains, max_elements // max(1, x.shape[0] * model.x_numel)))
-            lse = torch.full((x.shape[0],), -math.inf, dtype=torch.float64)
-            lse2 = lse.clone()
-            done = 0
-            while done < n_chains:
-                m = min(c, n_chains - done)
+            c = chunk_size(n_chains, x.shape[0], model.x_numel, max_elements)
+            weights = LogMeanWeight(x.shape[0])
+            while weights.k < n_chains:
                 kernel = HMC(step_size, leapfrog_steps, target_accept, adapt=True, per_datapoint=True)
-                log_w = _ais_chunk(model, x, layout, m, betas, kernel)
+                weights.add(_ais_chunk(model, x, layout, min(c, n_chains - weights.k), betas, kernel))
                 accepted += kernel.accepted
                 transitions += kernel.transitions
-                lse = torch.logaddexp(lse, log_w.logsumexp(0))
-                lse2 = torch.logaddexp(lse2, (2 * log_w).logsumexp(0))
-                done += m
-            log_px = lse - math.log(n_chains)
-            rel_var = (lse2 - math.log(n_chains) - 2 * log_px).exp() - 1
+            log_px, se = weights.result()
             estimates.append(log_px)
-            errors.append((rel_var.clamp(min=0) / n_chains).sqrt())
+            errors.append(se)
     return AISLogLikelihood(
         torch.cat(estimates),
         torch.cat(errors),

@@ -51,8 +51,35 @@ class LogLikelihood:
         )
 
 
-def _chunk_size(k: int, batch: int, x_numel: int, max_elements: int) -> int:
+def chunk_size(k: int, batch: int, x_numel: int, max_elements: int) -> int:
+    """Particles per chunk (of ``k``) so that a chunk holds at most ``max_elements`` x-sized elements."""
     return max(1, min(k, max_elements // max(1, batch * x_numel)))
+
+
+class LogMeanWeight:
+    """log (1/k) sum_j w_j per datapoint and its delta-method s.e., merged over chunks of log weights.
+
+    Log-sum-exp accumulators of w and w^2, so k = 5000 weights need no more memory than one chunk.
+    """
+
+    def __init__(self, batch: int):
+        self.lse = torch.full((batch,), -math.inf, dtype=torch.float64)
+        self.lse2 = self.lse.clone()
+        self.k = 0
+
+    def add(self, log_w: torch.Tensor) -> None:
+        """Merge a chunk of log weights of shape ``(m, batch)``."""
+        log_w = log_w.double()
+        self.lse = torch.logaddexp(self.lse, log_w.logsumexp(0))
+        self.lse2 = torch.logaddexp(self.lse2, (2 * log_w).logsumexp(0))
+        self.k += log_w.shape[0]
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log p̂, Monte Carlo s.e. of log p̂), each of shape ``(batch,)``."""
+        log_px = self.lse - math.log(self.k)
+        # Var(w) / E(w)^2 = E(w^2) / E(w)^2 - 1, from the same weights.
+        rel_var = (self.lse2 - math.log(self.k) - 2 * log_px).exp() - 1
+        return log_px, (rel_var.clamp(min=0) / self.k).sqrt()
 
 
 @torch.no_grad()
@@ -84,19 +111,11 @@ def log_likelihood(
             disable=not progress,
             desc=f"IS k={k}",
         ):
-            c = _chunk_size(k, x.shape[0], model.x_numel, max_elements)
-            lse = torch.full((x.shape[0],), -math.inf, dtype=torch.float64)
-            lse2 = lse.clone()
-            done = 0
-            while done < k:
-                m = min(c, k - done)
-                log_w = run_pair(model, guide, x, m).log_weight().double()
-                lse = torch.logaddexp(lse, log_w.logsumexp(0))
-                lse2 = torch.logaddexp(lse2, (2 * log_w).logsumexp(0))
-                done += m
-            log_px = lse - math.log(k)
-            # Var(w) / E(w)^2 = E(w^2) / E(w)^2 - 1, from the same weights.
-            rel_var = (lse2 - math.log(k) - 2 * log_px).exp() - 1
+            c = chunk_size(k, x.shape[0], model.x_numel, max_elements)
+            weights = LogMeanWeight(x.shape[0])
+            while weights.k < k:
+                weights.add(run_pair(model, guide, x, min(c, k - weights.k)).log_weight())
+            log_px, se = weights.result()
             estimates.append(log_px)
-            errors.append((rel_var.clamp(min=0) / k).sqrt())
+            errors.append(se)
     return LogLikelihood(torch.cat(estimates), torch.cat(errors), k)
