@@ -77,3 +77,12 @@ def real_mnist_root() -> Path:
 
 def binary_batch(n: int = 8, shape=(1, 28, 28), seed: int = 0) -> torch.Tensor:
     return torch.bernoulli(torch.full((n, *shape), 0.3), generator=torch.Generator().manual_seed(seed))
+
+
+def randomize(*modules, scale: float = 0.5, seed: int = 0) -> None:
+    """Give every parameter (including zero-initialized ones) generic nonzero values, reproducibly."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in modules:
+            for p in module.parameters():
+                p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))

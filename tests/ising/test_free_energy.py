@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from tests.conftest import randomize
 from vaezoo.inference import ELBO, fit, log_likelihood
 from vaezoo.ising.block_guides import BlockAmortized, RenormalizationGroupGuide
 from vaezoo.ising.block_spin import BlockSpin
@@ -23,19 +24,11 @@ from vaezoo.ising.lattice_data import lattice_dataset, lattice_input
 TINY = {"channels": 2, "depth": 1, "gain_hidden": 4}
 
 
-def randomize(*modules, scale=0.5):
-    g = torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        for module in modules:
-            for p in module.parameters():
-                p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
-
-
 def model_and_guide(L, levels=1, seed=0):
     torch.manual_seed(seed)
     model = BlockSpin(L=L, levels=levels, **TINY)
     guide = BlockAmortized(model, **TINY)
-    randomize(model, guide)
+    randomize(model, guide, seed=5)
     return model, guide
 
 
