@@ -49,7 +49,7 @@ from torch import nn
 from vaezoo import VAE, checkpoint, log_likelihood
 from vaezoo.inference.importance import chunk_size
 
-EVAL_SEED = 1234  # the project's fixed binarization of the test set (vaezoo/cli.py)
+EVAL_SEED = 1234  # the project's fixed binarization of the test set (vaezoo/cli/base.py)
 LOG_2PI = math.log(2 * math.pi)
 
 

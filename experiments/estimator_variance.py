@@ -2,7 +2,7 @@
 
 The estimator-variance table of issue 3: for a VAE (the Cremer et al. 2018 architecture trained on
 MNIST) and one fixed batch of test images, the gradient of the batch-mean training objective is drawn
-``--n`` times with :func:`vaezoo.inference.gradient_variance`, and the statistics of the guide's
+``--n`` times with :func:`vaezoo.analysis.gradient_variance`, and the statistics of the guide's
 (encoder's) parameter group are reported:
 
 ==================  ===========================================================================
@@ -55,9 +55,10 @@ import pyro
 import torch
 
 from vaezoo import ELBO, VAE, checkpoint, data
-from vaezoo.inference import IWAE, Reparam, ScoreFunction, gradient_variance
+from vaezoo.analysis import gradient_variance
+from vaezoo.inference import IWAE, Reparam, ScoreFunction
 
-EVAL_SEED = 1234  # the project's fixed binarization of the test set (vaezoo/cli.py)
+EVAL_SEED = 1234  # the project's fixed binarization of the test set (vaezoo/cli/base.py)
 
 ESTIMATORS: list[tuple[str, str, Callable[[], object]]] = [
     ("ELBO", "Reparam (pathwise)", lambda: ELBO()),

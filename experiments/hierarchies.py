@@ -41,11 +41,11 @@ import torch
 from torchvision.utils import save_image
 
 from vaezoo import ELBO, data, fit, log_likelihood
-from vaezoo.inference.diagnostics import layer_grid, layer_report
+from vaezoo.analysis.diagnostics import layer_grid, layer_report
 from vaezoo.inference.fit import mean_bound, parameters
 from vaezoo.registry import build_model
 
-EVAL_SEED = 1234  # the project's fixed binarization of the test set (vaezoo/cli.py)
+EVAL_SEED = 1234  # the project's fixed binarization of the test set (vaezoo/cli/base.py)
 ROOT = Path(__file__).resolve().parents[1]
 Z = {3: (64, 32, 16), 5: (64, 32, 16, 8, 4)}
 HIDDEN = {3: (512, 256, 128), 5: (512, 256, 128, 64, 32)}

@@ -34,7 +34,6 @@ A sub-command option given explicitly (``--epochs``, ``--k``, ...) overrides the
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import platform
@@ -45,10 +44,11 @@ from pathlib import Path
 import torch
 
 from vaezoo import checkpoint
+from vaezoo.analysis.block_spin_training import bound_guide as bound_guide_for
+from vaezoo.analysis.block_spin_training import has_parameters, train_block_spin
+from vaezoo.analysis.perturb import perturb, perturbation_grid
+from vaezoo.inference.free_energy import exact_kl_l4, free_energy_bound
 from vaezoo.ising import T_C, exact_thermodynamics, kaufman_thermodynamics, sample
-from vaezoo.ising.block_guides import BlockAmortized
-from vaezoo.ising.block_spin import sample_model, train_block_spin
-from vaezoo.ising.free_energy import exact_kl_l4, fit_bound_guide, free_energy_bound
 from vaezoo.ising.lattice_data import DEFAULT_TEMPERATURES, lattice_dataset
 from vaezoo.ising.observables import (
     estimate_abs_magnetization,
@@ -56,7 +56,7 @@ from vaezoo.ising.observables import (
     estimate_correlation_function,
     estimate_energy_per_site,
 )
-from vaezoo.ising.perturb import perturb, perturbation_grid
+from vaezoo.models.block_spin import sample_model
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL_T = (1.5, 2.0, T_C, 2.5, 3.5)
@@ -231,19 +231,16 @@ def reference(L: int, T: float, n: int, seed: int) -> dict:
 def cmd_eval_l16(cfg: Setup, args) -> None:
     model, guide, _ = load(cfg, 16, args.variant)
     t0 = time.perf_counter()
-    if model.binary and args.variant == "rg":
-        bound_guide = BlockAmortized(model)  # r(z | s) for the bound: the RG map's support is too small
-        how = "learned r fitted to model samples (fit_bound_guide)"
-    else:
-        bound_guide = guide
+    if has_parameters(guide):
         how = "the trained guide, refined on model samples (fit_bound_guide)"
+    else:
+        how = "learned r fitted to model samples (fit_bound_guide)"  # the RG map's support is too small
     trained_guide_bounds = {}
-    if args.variant != "rg":
+    if has_parameters(guide):
         for T in cfg.eval_t:
             fe = free_energy_bound(model, guide, T, n=cfg.n)
             trained_guide_bounds[f"{T:.4f}"] = {**vars(fe), "relative_error": fe.relative_error}
-        bound_guide = copy.deepcopy(guide)
-    losses = fit_bound_guide(model, bound_guide, cfg.temperatures, steps=cfg.bound_steps)
+    bound_guide, losses = bound_guide_for(model, guide, cfg.temperatures, steps=cfg.bound_steps)
     rows = []
     for i, T in enumerate(cfg.eval_t):
         fe = free_energy_bound(model, bound_guide, T, n=cfg.n)

@@ -8,7 +8,7 @@ import torch
 
 from tests.conftest import binary_batch
 from vaezoo import ELBO, ConfigError, ExactPosterior, LinearGaussian, fit
-from vaezoo.inference.diagnostics import (
+from vaezoo.analysis.diagnostics import (
     active_units,
     explained_variance,
     layer_grid,

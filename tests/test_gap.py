@@ -8,7 +8,7 @@ import torch
 from tests.test_hmc_ais import CoinModel
 from tests.test_local_guides import data, mean_field_gap, pca_model
 from vaezoo import ELBO, AmortizedNormal, ConfigError, fit
-from vaezoo.inference.gap import GapTable, amortization_gap
+from vaezoo.analysis.gap import GapTable, amortization_gap
 
 FAST = {
     "is_k": 2000,

@@ -7,7 +7,8 @@ import torch
 
 from tests.test_score_function import SIGMA, setup
 from vaezoo import ELBO, AmortizedNormal, ExactPosterior, LinearGaussian
-from vaezoo.inference import IWAE, ScoreFunction, gradient_variance
+from vaezoo.analysis import gradient_variance
+from vaezoo.inference import IWAE, ScoreFunction
 
 X = torch.tensor([-1.0, 0.5, 2.0, 3.0])
 MU0, M, S = 0.3, -0.5, 0.8

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from vaezoo import ELBO, AmortizedNormal, DataError, LinearGaussian, log_likelihood
+from vaezoo.analysis.gap import elbo_estimate
 from vaezoo.guides.local import LocalFlow, LocalNormal
 from vaezoo.guides.semi_amortized import SemiAmortized
-from vaezoo.inference.gap import elbo_estimate
 from vaezoo.inference.traces import run_pair
 
 

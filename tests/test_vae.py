@@ -6,7 +6,7 @@ from pyro import poutine
 
 from tests.conftest import binary_batch
 from vaezoo import ELBO, VAE, DataError, fit
-from vaezoo.inference import prior_samples, reconstructions
+from vaezoo.analysis import prior_samples, reconstructions
 
 
 def test_sites_and_shapes():

@@ -10,15 +10,15 @@ from scipy.stats import chi2
 
 from tests.conftest import randomize
 from vaezoo import checkpoint
+from vaezoo.analysis.perturb import perturb, perturbation_grid
 from vaezoo.errors import ConfigError, DataError
+from vaezoo.guides.block_spin import BlockAmortized, BlockMajority, RenormalizationGroupGuide
 from vaezoo.inference import ELBO, IWAE, ScoreFunction, fit, run_pair
-from vaezoo.ising.block_guides import BlockAmortized, BlockMajority, RenormalizationGroupGuide
-from vaezoo.ising.block_spin import BlockSpin, LatticeConditional, sample_model
-from vaezoo.ising.checkerboard import CheckerboardLattice, SymmetricLatticeCategorical, sublattice_a
 from vaezoo.ising.exact import enumerate_states, exact_log_prob
 from vaezoo.ising.lattice_data import lattice_dataset, lattice_input
 from vaezoo.ising.observables import energy_per_site
-from vaezoo.ising.perturb import perturb, perturbation_grid
+from vaezoo.models.block_spin import BlockSpin, LatticeConditional, sample_model
+from vaezoo.models.lattice_layers import CheckerboardLattice, SymmetricLatticeCategorical, sublattice_a
 
 SMALL = {"channels": 3, "depth": 1, "gain_hidden": 4}
 

@@ -6,11 +6,9 @@ import pytest
 import torch
 
 from tests.conftest import randomize
+from vaezoo.guides.block_spin import BlockAmortized, RenormalizationGroupGuide
 from vaezoo.inference import ELBO, fit, log_likelihood
-from vaezoo.ising.block_guides import BlockAmortized, RenormalizationGroupGuide
-from vaezoo.ising.block_spin import BlockSpin
-from vaezoo.ising.exact import T_C, brute_force_thermodynamics, enumerate_states
-from vaezoo.ising.free_energy import (
+from vaezoo.inference.free_energy import (
     exact_bound,
     exact_free_energy,
     exact_kl_l4,
@@ -19,7 +17,9 @@ from vaezoo.ising.free_energy import (
     joint_log_probs,
     mean_field_free_energy,
 )
+from vaezoo.ising.exact import T_C, brute_force_thermodynamics, enumerate_states
 from vaezoo.ising.lattice_data import lattice_dataset, lattice_input
+from vaezoo.models.block_spin import BlockSpin
 
 TINY = {"channels": 2, "depth": 1, "gain_hidden": 4}
 

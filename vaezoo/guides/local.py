@@ -3,7 +3,7 @@
 These are the q* of Cremer, Li & Duvenaud (2018): the best member of a variational family for
 each datapoint separately, found by optimizing that datapoint's parameters against a fixed model.
 The gap between its bound and the amortized encoder's is the amortization gap (see
-:func:`vaezoo.inference.gap.amortization_gap`).
+:func:`vaezoo.analysis.gap.amortization_gap`).
 
 They follow the guide call signature (``guide(x)`` samples the model's latent sites, so every
 objective and estimator accepts them) but hold parameters for the rows of one batch ``x``, in

@@ -1,21 +1,18 @@
 """Objectives, estimators and training: objects that take a (model, guide) pair and a batch."""
 
-from vaezoo.inference import ais, gap, hmc  # noqa: F401  (AIS, the amortization-gap study, HMC)
+from vaezoo.inference import ais, hmc  # noqa: F401  (AIS, HMC)
 from vaezoo.inference.elbo import ELBO, ELBOConfig
 from vaezoo.inference.fit import fit
-from vaezoo.inference.gradient_variance import GradientStats, gradient_variance
 from vaezoo.inference.importance import LogLikelihood, log_likelihood
 from vaezoo.inference.iwae import IWAE, IWAEConfig
 from vaezoo.inference.messengers import ScaleLatents
 from vaezoo.inference.objective import Objective
-from vaezoo.inference.predictive import prior_samples, reconstructions
 from vaezoo.inference.score_function import NonReparam, Reparam, ScoreFunction, ScoreFunctionConfig
 from vaezoo.inference.traces import PairTrace, run_pair
 
 __all__ = [
     "ELBO",
     "ELBOConfig",
-    "GradientStats",
     "IWAE",
     "IWAEConfig",
     "LogLikelihood",
@@ -27,9 +24,6 @@ __all__ = [
     "ScoreFunction",
     "ScoreFunctionConfig",
     "fit",
-    "gradient_variance",
     "log_likelihood",
-    "prior_samples",
-    "reconstructions",
     "run_pair",
 ]

@@ -1,7 +1,6 @@
 """Generative models p(x, z). Importing this package registers every model."""
 
-from vaezoo.ising import block_guides, block_spin  # noqa: F401 (registers)
-from vaezoo.models import hvae, ladder, markov_hvae, vlae  # noqa: F401  (registers the hierarchies)
+from vaezoo.models import block_spin, hvae, ladder, markov_hvae, vlae  # noqa: F401  (registers them)
 from vaezoo.models.base import LatentVariableModel
 from vaezoo.models.linear_gaussian import LinearGaussian, LinearGaussianConfig
 from vaezoo.models.vae import VAE, VAEConfig

@@ -2,7 +2,7 @@
 
 Layers are numbered from the data up: site ``"z1"`` is next to x, ``"zL"`` is the top. Every model
 here exposes ``layer_sites`` (those names, bottom first), which guides and
-:mod:`vaezoo.inference.diagnostics` read instead of guessing, and ``prior_loc_scale(j, upper)``,
+:mod:`vaezoo.analysis.diagnostics` read instead of guessing, and ``prior_loc_scale(j, upper)``,
 the conditional prior of layer ``j`` (0-based) that the Ladder VAE guide shares with its model.
 """
 

@@ -24,7 +24,7 @@ class MarkovHVAE(TopDownHierarchy):
     ``conditioning="markov"``). The defaults match :class:`~vaezoo.models.hvae.HVAE`, so the two
     differ only in their conditioning. This is the family Zhao, Song & Ermon (2017) analyse: with
     it, an optimal model can represent everything in z_1 and leave the higher layers unused, which
-    the per-layer diagnostics of :mod:`vaezoo.inference.diagnostics` make visible. The Ladder VAE shares this
+    the per-layer diagnostics of :mod:`vaezoo.analysis.diagnostics` make visible. The Ladder VAE shares this
     generative model and differs only in its inference network.
 
     References:

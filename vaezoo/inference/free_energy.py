@@ -39,10 +39,10 @@ from scipy.optimize import brentq
 from vaezoo.errors import ConfigError
 from vaezoo.inference.fit import make_optimizer
 from vaezoo.inference.importance import log_likelihood
-from vaezoo.ising.block_spin import BlockSpin, model_trace
 from vaezoo.ising.exact import MAX_ENUMERATION_L, brute_force_log_probs, enumerate_states, kaufman_log_z
 from vaezoo.ising.lattice_data import check_temperature, lattice_input
 from vaezoo.ising.observables import energy
+from vaezoo.models.block_spin import BlockSpin, model_trace
 from vaezoo.nets import evaluating
 
 #: Largest number of joint latent configurations :func:`enumerate_latents` will build.
@@ -136,7 +136,7 @@ def free_energy_bound(
     """The variational upper bound on F / N at temperature ``T`` from ``n`` model samples, and the exact F.
 
     ``guide`` is r(z | s). The RG guide gives +inf (its support misses most of the model's latents);
-    pass a :class:`~vaezoo.ising.block_guides.BlockAmortized` fitted with :func:`fit_bound_guide` instead.
+    pass a :class:`~vaezoo.guides.block_spin.BlockAmortized` fitted with :func:`fit_bound_guide` instead.
     """
     if n < 2:
         raise ConfigError(f"n must be >= 2 to give a standard error, got {n}")

@@ -14,7 +14,10 @@ from pyro.poutine.util import is_validation_enabled
 from torch import nn
 
 from vaezoo.errors import ConfigError, DataError
-from vaezoo.ising.checkerboard import (
+from vaezoo.ising.exact import BETA_C
+from vaezoo.ising.lattice_data import coupling, lattice_input
+from vaezoo.models.base import LatentVariableModel
+from vaezoo.models.lattice_layers import (
     CheckerboardLattice,
     GainNet,
     OddConv,
@@ -23,9 +26,6 @@ from vaezoo.ising.checkerboard import (
     apply_2d,
     upsample,
 )
-from vaezoo.ising.exact import BETA_C
-from vaezoo.ising.lattice_data import coupling, lattice_input
-from vaezoo.models.base import LatentVariableModel
 from vaezoo.nets import evaluating
 from vaezoo.registry import register_model
 
@@ -128,7 +128,7 @@ class BlockSpin(LatentVariableModel):
     occupations {0, 1} too (block spin 2 z - 1).
 
     The correctness criterion is Stuhlmüller et al.'s: the marginal of s must be the Boltzmann
-    distribution at K; it is checked exactly at L = 4 (:func:`~vaezoo.ising.free_energy.exact_kl_l4`)
+    distribution at K; it is checked exactly at L = 4 (:func:`~vaezoo.inference.free_energy.exact_kl_l4`)
     and bounded through the free energy at larger L.
 
     References:
@@ -275,51 +275,3 @@ def sample_model(
             trace = model_trace(model, min(batch_size, n - start), T=T, K=K)
             out.append(2 * trace.nodes["x"]["value"] - 1)
     return torch.cat(out)
-
-
-def train_block_spin(
-    train: torch.Tensor,
-    *,
-    levels: int = 3,
-    latent: str = "binary",
-    guide: str = "block_amortized",
-    epochs: int = 20,
-    batch_size: int = 100,
-    lr: float = 1e-3,
-    baseline: str = "avg",
-    test: torch.Tensor | None = None,
-    out: str | None = None,
-    seed: int = 0,
-    progress: bool = True,
-    model_config: dict | None = None,
-    guide_config: dict | None = None,
-):
-    """Build a block-spin model and guide for ``train`` ``(n, 2, L, L)`` and fit them; checkpoints in ``out``.
-
-    The estimator follows the latents: continuous latents, or the parameter-free RG guide, train the
-    plain reparameterized / pathwise ELBO; binary latents with the learned guide train
-    ``ScoreFunction(ELBO(), baseline=baseline)``. Returns ``(model, guide, objective, history)``.
-    """
-    from vaezoo.inference import ELBO, ScoreFunction, fit
-    from vaezoo.registry import build_guide
-
-    torch.manual_seed(seed)
-    model = BlockSpin({"L": train.shape[-1], "levels": levels, "latent": latent, **(model_config or {})})
-    q = build_guide(guide, model, guide_config or {})
-    objective = ELBO()
-    if model.binary and any(p.requires_grad for p in q.parameters()):
-        objective = ScoreFunction(ELBO(), baseline=baseline)
-    history = fit(
-        model,
-        q,
-        train,
-        objective,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        test=test,
-        out=out,
-        seed=seed,
-        progress=progress,
-    )
-    return model, q, objective, history

@@ -13,14 +13,14 @@ from torch import nn
 
 from vaezoo.config import resolve
 from vaezoo.errors import ConfigError
-from vaezoo.ising.checkerboard import LOG2, GainNet, OddConv, OddStack, block_sum
 from vaezoo.ising.exact import BETA_C
+from vaezoo.models.lattice_layers import LOG2, GainNet, OddConv, OddStack, block_sum
 from vaezoo.registry import register_guide
 from vaezoo.zoo_module import ZooModule
 
 
 def _require_block_spin(model, guide: str):
-    from vaezoo.ising.block_spin import BlockSpin
+    from vaezoo.models.block_spin import BlockSpin
 
     if not isinstance(model, BlockSpin):
         raise ConfigError(
@@ -149,7 +149,7 @@ class RenormalizationGroupGuide(ZooModule):
     No parameters, so the ELBO's gradient needs no score function: it is the model's
     E_q[grad log p(s, z)] alone. Its support is the majority rule's, so log q = -inf for other block
     configurations; it cannot serve as the r(z | s) of the free-energy bound of a model whose
-    posterior leaves that support (:func:`~vaezoo.ising.free_energy.free_energy_bound` then returns
+    posterior leaves that support (:func:`~vaezoo.inference.free_energy.free_energy_bound` then returns
     +inf, a valid but empty bound). Binary latents only.
 
     Deviation from Kadanoff's blocks of odd side (3x3, no ties): 2x2 blocks halve the side per level

@@ -1,7 +1,7 @@
 """Z2-odd lattice networks and the lattice distributions of the block-spin hierarchy.
 
-Building blocks shared by :mod:`vaezoo.ising.block_spin` (the model) and
-:mod:`vaezoo.ising.block_guides` (its guides):
+Building blocks shared by :mod:`vaezoo.models.block_spin` (the model) and
+:mod:`vaezoo.guides.block_spin` (its guides):
 
 * :class:`OddConv`: a bias-free circular convolution whose output channels are multiplied by gains
   ``g_c(K)``, a tiny function of the coupling ``K = J / T``. Bias-free convolutions, per-channel gains

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from vaezoo.cli import command
+from vaezoo.cli.base import command
 from vaezoo.errors import ConfigError
 
 
@@ -106,8 +106,8 @@ def _sample(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from vaezoo.ising.block_spin import train_block_spin
-    from vaezoo.ising.free_energy import free_energy_bound
+    from vaezoo.analysis.block_spin_training import bound_guide, train_block_spin
+    from vaezoo.inference.free_energy import free_energy_bound
     from vaezoo.ising.lattice_data import DEFAULT_TEMPERATURES, lattice_dataset
 
     temperatures = args.temperatures or DEFAULT_TEMPERATURES
@@ -120,14 +120,7 @@ def _train(args: argparse.Namespace) -> None:
     print(f"trained {args.epochs} epochs on {len(data.x)} lattices (L={args.L}, T in {list(temperatures)}); "
           f"final training loss {history[-1]['train_loss']:.3f} nats per lattice; checkpoint in {args.out}")
     if args.bound_t:
-        r = guide
-        if not any(p.requires_grad for p in guide.parameters()):
-            # The RG guide puts zero mass on most model latents (bound +inf): fit a learned r instead.
-            from vaezoo.ising.block_guides import BlockAmortized
-            from vaezoo.ising.free_energy import fit_bound_guide
-
-            r = BlockAmortized(model)
-            fit_bound_guide(model, r, temperatures)
+        r, _ = bound_guide(model, guide, temperatures, refine=False)
         for T in args.bound_t:
             print(free_energy_bound(model, r, T))
 
@@ -136,7 +129,7 @@ def _perturb(args: argparse.Namespace) -> None:
     import torch
 
     from vaezoo import checkpoint
-    from vaezoo.ising.perturb import perturb, perturbation_grid
+    from vaezoo.analysis.perturb import perturb, perturbation_grid
     from vaezoo.ising.samplers import sample
 
     model, guide, _, _ = checkpoint.restore(args.checkpoint)

@@ -1,0 +1,140 @@
+"""``vaezoo train``: fit a registered model, guide and objective on MNIST or Fashion-MNIST."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from vaezoo import checkpoint
+from vaezoo.cli.base import command, result_dict, subset, test_split
+from vaezoo.config import add_flags, from_args, to_dict
+from vaezoo.registry import GUIDES, MODELS, OBJECTIVES
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    dataset: Literal["mnist", "fashion-mnist"] = "mnist"
+    data_dir: str | None = field(
+        default=None, metadata={"help": "folder of the IDX files (else VAEZOO_DATA, ...)"}
+    )
+    download: bool = field(default=False, metadata={"help": "download the data set if it is not found"})
+    binarize: Literal["dynamic", "static", "none"] = "dynamic"
+    epochs: int = 10
+    batch_size: int = 100
+    lr: float = 1e-3
+    seed: int = 0
+    out: str = field(default="runs/vae", metadata={"help": "output folder (checkpoint, images, metrics)"})
+    resume: bool = field(default=True, metadata={"help": "continue from OUT/checkpoint.pt if present"})
+    eval_k: int = field(
+        default=0, metadata={"help": "after training, IS log-likelihood on the test set with k samples"}
+    )
+    train_size: int = field(default=0, metadata={"help": "use only the first N training images (0: all)"})
+    test_size: int = field(default=0, metadata={"help": "use only the first N test images (0: all)"})
+    validate: bool = field(default=False, metadata={"help": "Pyro's distribution argument checks (slower)"})
+    progress: bool = True
+
+
+def _train_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    # Two stages: which model, guide and objective decide which further flags exist (and --help lists).
+    pre = argparse.ArgumentParser(add_help=False)
+    for p in (pre, parser):
+        p.add_argument("--model", default="vae", help=f"one of: {', '.join(MODELS.names())}")
+        p.add_argument(
+            "--guide", default=None, help=f"one of: {', '.join(GUIDES.names())} (default: the model's)"
+        )
+        p.add_argument("--objective", default="elbo", help=f"one of: {', '.join(OBJECTIVES.names())}")
+    known, _ = pre.parse_known_args(argv)
+    add_flags(parser, TrainConfig, title="training")
+    add_flags(parser, MODELS.get(known.model).config, title=f"model {known.model}")
+    if known.guide is not None:
+        add_flags(parser, GUIDES.get(known.guide).config, prefix="guide_", title=f"guide {known.guide}")
+    add_flags(parser, OBJECTIVES.get(known.objective).config, title=f"objective {known.objective}")
+
+
+@command("train", "train a model and write checkpoint, images, loss curve and metrics", _train_arguments)
+def train(args: argparse.Namespace) -> None:
+    import torch
+
+    from vaezoo import data
+    from vaezoo.inference import fit, log_likelihood
+    from vaezoo.registry import build_guide, build_model, build_objective
+
+    cfg = from_args(TrainConfig, args)
+    torch.manual_seed(cfg.seed)
+    train_set = subset(
+        data.load(cfg.dataset, "train", cfg.binarize, cfg.data_dir, cfg.download, cfg.seed), cfg.train_size
+    )
+    test_set = test_split(cfg.dataset, cfg.binarize, cfg.data_dir, cfg.download, cfg.test_size)
+    model = build_model(args.model, from_args(MODELS.get(args.model).config, args, x_shape=train_set.x_shape))
+    if args.guide is None:
+        guide = model.default_guide()
+    else:
+        guide = build_guide(
+            args.guide, model, from_args(GUIDES.get(args.guide).config, args, prefix="guide_")
+        )
+    objective = build_objective(args.objective, from_args(OBJECTIVES.get(args.objective).config, args))
+    out = Path(cfg.out)
+    meta = {"train_config": to_dict(cfg)}
+    history = fit(
+        model,
+        guide,
+        train_set,
+        objective,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        test=test_set,
+        out=out,
+        resume=cfg.resume,
+        seed=cfg.seed,
+        progress=cfg.progress,
+        verbose=True,
+        validate=cfg.validate,
+        meta=meta,
+    )
+    metrics = {
+        "model": checkpoint.spec(model),
+        "guide": checkpoint.spec(guide),
+        "objective": checkpoint.spec(objective),
+        "train": to_dict(cfg),
+        "history": history,
+    }
+    if cfg.eval_k:
+        result = log_likelihood(model, guide, test_set, k=cfg.eval_k, progress=cfg.progress)
+        metrics["test_log_likelihood"] = result_dict(result)
+        print(
+            f"test NLL = {-result.mean:.2f} ± {result.stderr:.2f} nats (IS k={cfg.eval_k}, n={len(test_set)})"
+        )
+    _write_figures(model, guide, test_set, history, out)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(f"wrote {out}/checkpoint.pt, samples.png, reconstructions.png, loss.png, metrics.json")
+
+
+def _write_figures(model, guide, test_set, history, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+    from torchvision.utils import save_image
+
+    from vaezoo.analysis import prior_samples, reconstructions
+
+    if len(model.x_shape) == 3:
+        save_image(prior_samples(model, 64), out / "samples.png", nrow=8)
+        x = test_set[torch.arange(min(32, len(test_set)))][0]
+        save_image(torch.cat([x, reconstructions(model, guide, x)]), out / "reconstructions.png", nrow=8)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    epochs = [h["epoch"] for h in history]
+    ax.plot(epochs, [-h["train_loss"] for h in history], label="train objective")
+    if history and "test_bound" in history[0]:
+        ax.plot(epochs, [h["test_bound"] for h in history], label="test bound")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("nats per datapoint")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "loss.png", dpi=100)
+    plt.close(fig)
