@@ -13,12 +13,11 @@ from vaezoo.inference.hmc import HMC
 from vaezoo.inference.latents import (
     LatentLayout,
     enclosing_particles,
-    frozen,
     joint_parts,
     sample_flat,
     trace_pair,
 )
-from vaezoo.nets import evaluating
+from vaezoo.nets import evaluating, frozen
 from vaezoo.registry import register_guide
 from vaezoo.zoo_module import ZooModule
 

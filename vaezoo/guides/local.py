@@ -24,9 +24,9 @@ from torch import nn
 from vaezoo.config import resolve
 from vaezoo.errors import DataError
 from vaezoo.inference.elbo import ELBO
-from vaezoo.inference.latents import LatentLayout, enclosing_particles, frozen, sample_flat
+from vaezoo.inference.latents import LatentLayout, enclosing_particles, sample_flat
 from vaezoo.models.base import check_shape
-from vaezoo.nets import evaluating
+from vaezoo.nets import evaluating, frozen
 from vaezoo.zoo_module import ZooModule
 
 

@@ -10,7 +10,8 @@ import torch
 
 from vaezoo.config import resolve
 from vaezoo.errors import ConfigError
-from vaezoo.inference.latents import LatentLayout, Shifted, elbo_particles, frozen, trace_pair
+from vaezoo.inference.latents import LatentLayout, Shifted, elbo_particles, trace_pair
+from vaezoo.nets import frozen
 from vaezoo.registry import build_guide, register_guide
 from vaezoo.zoo_module import ZooModule
 

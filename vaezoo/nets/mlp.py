@@ -1,9 +1,8 @@
-"""Small deterministic networks shared by models and guides (plain ``torch.nn``, no Pyro effects)."""
+"""Multilayer perceptrons and the named activations every network builder uses."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from torch import nn
 
@@ -37,16 +36,3 @@ def mlp(sizes: Sequence[int], act: str, final_act: bool = False) -> nn.Sequentia
         if i < len(sizes) - 2 or final_act:
             layers.append(activation(act))
     return nn.Sequential(*layers)
-
-
-@contextlib.contextmanager
-def evaluating(*modules: nn.Module) -> Iterator[None]:
-    """Put ``modules`` in eval mode (batch norm uses running statistics), restoring their modes after."""
-    modes = [m.training for m in modules]
-    try:
-        for m in modules:
-            m.eval()
-        yield
-    finally:
-        for m, mode in zip(modules, modes, strict=True):
-            m.train(mode)
