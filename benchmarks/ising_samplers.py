@@ -25,7 +25,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from vaezoo.ising import T_C
-from vaezoo.ising.samplers import heat_bath_sweep, swendsen_wang_sweep
+from vaezoo.ising.kernels import heat_bath_sweep
+from vaezoo.ising.swendsen_wang import swendsen_wang_sweep
 
 
 def scipy_swendsen_wang(spins: np.ndarray, K: float, rng: np.random.Generator) -> np.ndarray:

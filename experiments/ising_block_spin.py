@@ -49,13 +49,13 @@ from vaezoo.analysis.block_spin_training import has_parameters, train_block_spin
 from vaezoo.analysis.perturb import perturb, perturbation_grid
 from vaezoo.inference.free_energy import exact_kl_l4, free_energy_bound
 from vaezoo.ising import T_C, exact_thermodynamics, kaufman_thermodynamics, sample
-from vaezoo.ising.lattice_data import DEFAULT_TEMPERATURES, lattice_dataset
-from vaezoo.ising.observables import (
+from vaezoo.ising.estimates import (
     estimate_abs_magnetization,
     estimate_binder_cumulant,
     estimate_correlation_function,
     estimate_energy_per_site,
 )
+from vaezoo.ising.lattice_data import DEFAULT_TEMPERATURES, lattice_dataset
 from vaezoo.models.block_spin import sample_model
 
 ROOT = Path(__file__).resolve().parents[1]

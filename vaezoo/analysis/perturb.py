@@ -28,8 +28,9 @@ import torch
 from pyro import poutine
 
 from vaezoo.errors import ConfigError
-from vaezoo.ising.lattice_data import check_temperature, lattice_input
+from vaezoo.ising.lattice_data import lattice_input
 from vaezoo.ising.observables import energy_per_site, validate_lattices
+from vaezoo.ising.parameters import check_temperature
 from vaezoo.models.block_spin import BlockSpin
 from vaezoo.nets import evaluating
 

@@ -78,7 +78,7 @@ def _sample(args: argparse.Namespace) -> None:
         estimate_energy_per_site,
         exact_thermodynamics,
     )
-    from vaezoo.ising.samplers import sample
+    from vaezoo.ising.sampling import sample
 
     if args.n < 1:
         raise ConfigError(f"--n must be at least 1, got {args.n}")
@@ -130,7 +130,7 @@ def _perturb(args: argparse.Namespace) -> None:
 
     from vaezoo import checkpoint
     from vaezoo.analysis.perturb import perturb, perturbation_grid
-    from vaezoo.ising.samplers import sample
+    from vaezoo.ising.sampling import sample
 
     model, guide, _, _ = checkpoint.restore(args.checkpoint)
     spins = sample(model.config.L, args.T, args.n, seed=args.seed)

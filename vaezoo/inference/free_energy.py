@@ -40,8 +40,9 @@ from vaezoo.errors import ConfigError
 from vaezoo.inference.fit import make_optimizer
 from vaezoo.inference.importance import log_likelihood
 from vaezoo.ising.exact import MAX_ENUMERATION_L, brute_force_log_probs, enumerate_states, kaufman_log_z
-from vaezoo.ising.lattice_data import check_temperature, lattice_input
+from vaezoo.ising.lattice_data import lattice_input
 from vaezoo.ising.observables import energy
+from vaezoo.ising.parameters import check_temperature
 from vaezoo.models.block_spin import BlockSpin, model_trace
 from vaezoo.nets import evaluating
 

@@ -1,11 +1,12 @@
 """Training data for the block-spin model: equilibrium lattices over a grid of temperatures.
 
-A datapoint is one tensor ``x`` of shape ``(2, L, L)``: channel 0 the spins ±1, channel 1 the coupling
-``K = J / T`` broadcast over the lattice (:func:`lattice_input`), so one model sees, and is conditioned
-on, every temperature of the grid. Lattices come from the Swendsen-Wang sampler of
-:func:`vaezoo.ising.samplers.sample` (burn-in and thinning from measured integrated autocorrelation
-times) or, for ``L <= 4``, exactly from the Boltzmann distribution by enumeration. Sampled sets are
-cached as ``.pt`` files under ``<vaezoo cache>/ising/``, keyed by every setting that changes them.
+A datapoint is one tensor ``x`` of shape ``(2, L, L)``: channel 0 the spins ±1, channel 1 the reduced
+coupling ``K = J / T`` (exchange coupling ``J = 1``) broadcast over the lattice (:func:`lattice_input`),
+so one model sees, and is conditioned on, every temperature of the grid. Lattices come from the
+Swendsen-Wang sampler of :func:`vaezoo.ising.sampling.sample` (burn-in and thinning from measured
+integrated autocorrelation times) or, for ``L <= 4``, exactly from the Boltzmann distribution by
+enumeration. Sampled sets are cached as ``.pt`` files under ``<vaezoo cache>/ising/``, keyed by every
+setting that changes them.
 
 References:
     - Swendsen & Wang (1987), Nonuniversal critical dynamics in Monte Carlo simulations, PRL 58, 86.
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,47 +27,34 @@ from tqdm.auto import tqdm
 from vaezoo import checkpoint
 from vaezoo.data import cache_dir
 from vaezoo.errors import ConfigError
-from vaezoo.ising.exact import MAX_ENUMERATION_L, T_C, brute_force_log_probs, enumerate_states
-from vaezoo.ising.samplers import sample
+from vaezoo.ising.exact.common import MAX_ENUMERATION_L
+from vaezoo.ising.exact.enumeration import brute_force_log_probs, enumerate_states
+from vaezoo.ising.exact.onsager import T_C
+from vaezoo.ising.parameters import check_temperature, reduced_coupling
+from vaezoo.ising.sampling import sample
 
 #: Default training temperatures: 11 evenly spaced in [1.5, 3.5] plus T_c (12 in all, sorted).
 DEFAULT_TEMPERATURES: tuple[float, ...] = tuple(sorted([1.5 + 0.2 * i for i in range(11)] + [T_C]))
 CACHE_FORMAT = 1
 
 
-def check_temperature(T: float) -> float:
-    """``T`` as a float, or a :class:`ConfigError` unless it is a finite number > 0."""
-    if isinstance(T, bool) or not isinstance(T, (int, float)) or not math.isfinite(T) or T <= 0:
-        raise ConfigError(f"temperature T must be a finite number > 0 (K = J/T > 0), got {T!r}")
-    return float(T)
-
-
-def coupling(T: float | None = None, K: float | None = None) -> float:
-    """The coupling ``K = 1 / T`` (``J = 1``) from exactly one of ``T`` or ``K``, both checked to be > 0."""
-    if (T is None) == (K is None):
-        raise ConfigError("give exactly one of the temperature T or the coupling K = 1/T")
-    if K is not None:
-        if isinstance(K, bool) or not isinstance(K, (int, float)) or not math.isfinite(K) or K <= 0:
-            raise ConfigError(f"coupling K = J/T must be a finite number > 0 (temperature T > 0), got {K!r}")
-        return float(K)
-    return 1.0 / check_temperature(T)
-
-
 def lattice_input(
     spins: torch.Tensor, T: float | None = None, K: float | torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Stack spins ``(n, L, L)`` with their coupling into model inputs ``(n, 2, L, L)``.
+    """Stack spins ``(n, L, L)`` with their reduced coupling into model inputs ``(n, 2, L, L)``.
 
-    :param K: a number, or a tensor ``(n,)`` of per-lattice couplings (then ``T`` must be ``None``).
+    :param T: temperature; then ``K = 1 / T`` (exchange coupling ``J = 1``).
+    :param K: the reduced coupling: a number, or a tensor ``(n,)`` of per-lattice values (then ``T``
+        must be ``None``).
     """
     if isinstance(K, torch.Tensor):
         if T is not None:
-            raise ConfigError("give exactly one of the temperature T or the coupling K = 1/T")
+            raise ConfigError("give exactly one of the temperature T or the reduced coupling K = J/T")
         if not bool((K > 0).all()) or not bool(torch.isfinite(K).all()):
-            raise ConfigError("every coupling K = 1/T must be finite and > 0 (temperatures T > 0)")
+            raise ConfigError("every reduced coupling K = J/T must be finite and > 0 (temperatures T > 0)")
         k = K.to(spins.dtype).reshape(-1, 1, 1).expand(spins.shape)
     else:
-        k = torch.full_like(spins, coupling(T, K))
+        k = torch.full_like(spins, reduced_coupling(T, K))
     return torch.stack([spins, k], dim=1)
 
 
@@ -114,7 +101,7 @@ def lattice_dataset(
 ) -> LatticeData:
     """Equilibrium lattices at each temperature, from the cache when this exact set was made before.
 
-    :param method: ``"swendsen_wang"`` (any ``L``; other :data:`~vaezoo.ising.samplers.METHODS` work too)
+    :param method: ``"swendsen_wang"`` (any ``L``; other :data:`~vaezoo.ising.chains.METHODS` work too)
         or ``"exact"`` (``L <= 4``: independent draws from the enumerated Boltzmann distribution).
     :param seed: temperature ``i`` uses seed ``seed + i``, so sets with the same seed share lattices.
     """

@@ -15,7 +15,8 @@ from torch import nn
 
 from vaezoo.errors import ConfigError, DataError
 from vaezoo.ising.exact import BETA_C
-from vaezoo.ising.lattice_data import coupling, lattice_input
+from vaezoo.ising.lattice_data import lattice_input
+from vaezoo.ising.parameters import reduced_coupling
 from vaezoo.models.base import LatentVariableModel
 from vaezoo.models.lattice_layers import (
     CheckerboardLattice,
@@ -268,7 +269,7 @@ def sample_model(
     model: BlockSpin, n: int, T: float | None = None, K: float | None = None, batch_size: int = 1000
 ) -> torch.Tensor:
     """``n`` lattices ``(n, L, L)`` of spins ±1 from the model at temperature ``T`` (or coupling ``K``)."""
-    coupling(T, K)
+    reduced_coupling(T, K)
     out = []
     with evaluating(model):
         for start in range(0, n, batch_size):
