@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
 
 import pyro
 import pyro.distributions as dist
@@ -14,7 +13,7 @@ from torch import nn
 
 from vaezoo.config import resolve
 from vaezoo.models.base import check_shape
-from vaezoo.nets import mlp
+from vaezoo.nets import Activation, mlp
 from vaezoo.registry import register_guide
 from vaezoo.sites import require_real_latents
 from vaezoo.zoo_module import ZooModule
@@ -23,7 +22,7 @@ from vaezoo.zoo_module import ZooModule
 @dataclass(frozen=True)
 class AmortizedNormalConfig:
     hidden: tuple[int, ...] = field(default=(200, 200), metadata={"help": "encoder hidden widths, from x up"})
-    activation: Literal["tanh", "relu", "elu", "leaky_relu", "softplus"] = "tanh"
+    activation: Activation = "tanh"
     min_scale: float = field(default=1e-4, metadata={"help": "floor on posterior standard deviations"})
 
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from vaezoo.config import resolve
 from vaezoo.models.base import check_shape
-from vaezoo.models.hvae import Activation, cat_features, normal_head, per_layer, rung
+from vaezoo.nets import Activation, cat_features, normal_head, per_layer, rung
 from vaezoo.registry import register_guide
 from vaezoo.sites import require_real_latents
 from vaezoo.zoo_module import ZooModule

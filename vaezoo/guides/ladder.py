@@ -12,7 +12,7 @@ from torch import nn
 from vaezoo.config import resolve
 from vaezoo.errors import ConfigError
 from vaezoo.models.base import check_shape
-from vaezoo.models.hvae import Activation, normal_head, per_layer, rung
+from vaezoo.nets import Activation, normal_head, per_layer, rung
 from vaezoo.registry import register_guide
 from vaezoo.zoo_module import ZooModule
 

@@ -13,8 +13,7 @@ from torch import nn
 
 from vaezoo.config import resolve
 from vaezoo.models.base import check_shape
-from vaezoo.models.hvae import Activation, normal_head, per_layer, rung
-from vaezoo.models.vlae import conv_encoder
+from vaezoo.nets import Activation, conv_encoder, normal_head, per_layer, rung
 from vaezoo.registry import register_guide
 from vaezoo.sites import require_real_latents
 from vaezoo.zoo_module import ZooModule
