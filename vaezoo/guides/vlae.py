@@ -15,7 +15,7 @@ from vaezoo.config import resolve
 from vaezoo.models.base import check_shape
 from vaezoo.nets import Activation, conv_encoder, normal_head, per_layer, rung
 from vaezoo.registry import register_guide
-from vaezoo.sites import require_real_latents
+from vaezoo.sites import layer_order, require_real_latents
 from vaezoo.zoo_module import ZooModule
 
 
@@ -57,7 +57,7 @@ class LadderEncoder(ZooModule):
         super().__init__()
         c = self.config = resolve(LadderEncoderConfig, config, overrides)
         found = {s.name: s for s in require_real_latents(model, "vlae")}  # traced in eval mode
-        self.sites = [found[n] for n in (getattr(model, "layer_sites", None) or found)]
+        self.sites = [found[n] for n in layer_order(model, list(found.values()))]
         self.x_shape = model.x_shape
         widths = per_layer(c.hidden, len(self.sites), "hidden", "guide 'vlae'")
         if c.architecture == "conv":
