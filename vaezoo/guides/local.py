@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import pyro
 import pyro.distributions as dist
 import torch
 from torch import nn
@@ -24,6 +23,7 @@ from torch import nn
 from vaezoo.config import resolve
 from vaezoo.errors import DataError
 from vaezoo.guides.bound import BoundGuide
+from vaezoo.guides.factorized import FactorizedGuide
 from vaezoo.inference.elbo import ELBO
 from vaezoo.inference.latents import LatentLayout, enclosing_particles, sample_flat
 from vaezoo.models.base import check_shape
@@ -131,7 +131,7 @@ class _Local(BoundGuide):
                 return ELBO(num_particles=eval_particles).bound(model, self, x)
 
 
-class LocalNormal(_Local):
+class LocalNormal(_Local, FactorizedGuide):
     """q(z | x_i) = N(z; mu_i, diag(sigma_i^2)) with free (mu_i, log sigma_i) for each datapoint i.
 
     The fully factorized Gaussian "FFG" family of Cremer et al. (2018) without amortization: fitted
@@ -158,12 +158,6 @@ class LocalNormal(_Local):
                 len(shape)
             )
         return out
-
-    def forward(self, x: torch.Tensor) -> None:
-        dists = self.site_dists(x)
-        with pyro.plate("data", x.shape[0]):
-            for name, d in dists.items():
-                pyro.sample(name, d)
 
 
 class LocalFlow(_Local):
