@@ -87,3 +87,10 @@ def layer_order(model, sites: list[LatentSite] | None = None) -> list[str]:
     if names:
         return list(names)
     return [s.name for s in (sites if sites is not None else latent_sites(model))]
+
+
+def real_layers(model, guide_name: str) -> list[LatentSite]:
+    """:func:`require_real_latents` in :func:`layer_order`, for guides that infer layer by layer."""
+    sites = require_real_latents(model, guide_name)  # traced once, in eval mode
+    by_name = {s.name: s for s in sites}
+    return [by_name[n] for n in layer_order(model, sites)]

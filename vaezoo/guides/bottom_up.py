@@ -15,7 +15,7 @@ from vaezoo.config import resolve
 from vaezoo.models.base import check_shape
 from vaezoo.nets import Activation, cat_features, normal_head, per_layer, rung
 from vaezoo.registry import register_guide
-from vaezoo.sites import layer_order, require_real_latents
+from vaezoo.sites import real_layers
 from vaezoo.zoo_module import ZooModule
 
 
@@ -58,8 +58,7 @@ class BottomUpGuide(ZooModule):
     def __init__(self, model, config: BottomUpConfig | dict | None = None, **overrides):
         super().__init__()
         c = self.config = resolve(BottomUpConfig, config, overrides)
-        found = {s.name: s for s in require_real_latents(model, "bottom_up")}  # traced in eval mode
-        self.sites = [found[n] for n in layer_order(model, list(found.values()))]
+        self.sites = real_layers(model, "bottom_up")
         self.x_shape = model.x_shape
         self.sizes = [math.prod(s.event_shape) for s in self.sites]
         widths = per_layer(c.hidden, len(self.sites), "hidden", "guide 'bottom_up'")

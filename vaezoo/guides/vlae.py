@@ -15,7 +15,7 @@ from vaezoo.config import resolve
 from vaezoo.models.base import check_shape
 from vaezoo.nets import Activation, conv_encoder, normal_head, per_layer, rung
 from vaezoo.registry import register_guide
-from vaezoo.sites import layer_order, require_real_latents
+from vaezoo.sites import real_layers
 from vaezoo.zoo_module import ZooModule
 
 
@@ -56,8 +56,7 @@ class LadderEncoder(ZooModule):
     def __init__(self, model, config: LadderEncoderConfig | dict | None = None, **overrides):
         super().__init__()
         c = self.config = resolve(LadderEncoderConfig, config, overrides)
-        found = {s.name: s for s in require_real_latents(model, "vlae")}  # traced in eval mode
-        self.sites = [found[n] for n in layer_order(model, list(found.values()))]
+        self.sites = real_layers(model, "vlae")
         self.x_shape = model.x_shape
         widths = per_layer(c.hidden, len(self.sites), "hidden", "guide 'vlae'")
         if c.architecture == "conv":
