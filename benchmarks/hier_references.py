@@ -32,7 +32,7 @@ from torch import nn
 from torch.distributions import Normal, kl_divergence
 
 from vaezoo.guides.ladder import precision_weighted
-from vaezoo.models.hvae import normal_head
+from vaezoo.nets import normal_head
 
 
 def standard_normal_kl(q: Normal) -> torch.Tensor:

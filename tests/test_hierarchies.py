@@ -12,8 +12,7 @@ from vaezoo import ELBO, ConfigError, checkpoint, fit
 from vaezoo.guides.ladder import LadderGuide, precision_weighted
 from vaezoo.inference import run_pair
 from vaezoo.inference.fit import parameters
-from vaezoo.models.hvae import FeatureBatchNorm
-from vaezoo.nets import evaluating
+from vaezoo.nets import FeatureBatchNorm, evaluating
 from vaezoo.registry import OBJECTIVES, build_guide, build_model, build_objective
 
 HIERARCHIES = ["hvae", "markov_hvae", "lvae", "vlae"]

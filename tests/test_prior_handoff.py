@@ -8,7 +8,7 @@ from tests.conftest import binary_batch
 from vaezoo import ELBO
 from vaezoo.inference import run_pair
 from vaezoo.inference.fit import parameters
-from vaezoo.models.hvae import FeatureBatchNorm
+from vaezoo.nets import FeatureBatchNorm
 from vaezoo.registry import build_model
 
 SHAPE = (1, 6, 6)

@@ -74,3 +74,23 @@ def require_real_latents(model, guide_name: str) -> list[LatentSite]:
         f"guide {guide_name!r} places Normal distributions on every latent site",
         "use a guide written for that model (its default_guide()) instead",
     )
+
+
+def layer_order(model, sites: list[LatentSite] | None = None) -> list[str]:
+    """The names of the model's latent sites, bottom (next to x) first.
+
+    Read from the model's ``layer_sites`` when it declares them (every hierarchical vaezoo model
+    does); otherwise the order in which the model samples its sites, taken from ``sites`` (the
+    model's :func:`latent_sites`, when the caller has them already) or from one trace of the model.
+    """
+    names = getattr(model, "layer_sites", None)
+    if names:
+        return list(names)
+    return [s.name for s in (sites if sites is not None else latent_sites(model))]
+
+
+def real_layers(model, guide_name: str) -> list[LatentSite]:
+    """:func:`require_real_latents` in :func:`layer_order`, for guides that infer layer by layer."""
+    sites = require_real_latents(model, guide_name)  # traced once, in eval mode
+    by_name = {s.name: s for s in sites}
+    return [by_name[n] for n in layer_order(model, sites)]

@@ -11,14 +11,15 @@ from scipy.stats import chi2
 from tests.conftest import randomize
 from vaezoo import checkpoint
 from vaezoo.analysis.perturb import perturb, perturbation_grid
+from vaezoo.distributions import BlockMajority, CheckerboardLattice, SymmetricLatticeCategorical
+from vaezoo.distributions.checkerboard import sublattice_a
 from vaezoo.errors import ConfigError, DataError
-from vaezoo.guides.block_spin import BlockAmortized, BlockMajority, RenormalizationGroupGuide
+from vaezoo.guides.block_spin import BlockAmortized, RenormalizationGroupGuide
 from vaezoo.inference import ELBO, IWAE, ScoreFunction, fit, run_pair
 from vaezoo.ising.exact import enumerate_states, exact_log_prob
 from vaezoo.ising.lattice_data import lattice_dataset, lattice_input
 from vaezoo.ising.observables import energy_per_site
 from vaezoo.models.block_spin import BlockSpin, LatticeConditional, sample_model
-from vaezoo.models.lattice_layers import CheckerboardLattice, SymmetricLatticeCategorical, sublattice_a
 
 SMALL = {"channels": 3, "depth": 1, "gain_hidden": 4}
 

@@ -4,31 +4,29 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
 
-import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from vaezoo.config import resolve
+from vaezoo.guides.factorized import FactorizedGuide
 from vaezoo.models.base import check_shape
-from vaezoo.nets import mlp
+from vaezoo.nets import Activation, mlp
 from vaezoo.registry import register_guide
 from vaezoo.sites import require_real_latents
-from vaezoo.zoo_module import ZooModule
 
 
 @dataclass(frozen=True)
 class AmortizedNormalConfig:
     hidden: tuple[int, ...] = field(default=(200, 200), metadata={"help": "encoder hidden widths, from x up"})
-    activation: Literal["tanh", "relu", "elu", "leaky_relu", "softplus"] = "tanh"
+    activation: Activation = "tanh"
     min_scale: float = field(default=1e-4, metadata={"help": "floor on posterior standard deviations"})
 
 
 @register_guide("amortized", AmortizedNormalConfig)
-class AmortizedNormal(ZooModule):
+class AmortizedNormal(FactorizedGuide):
     """q(z | x) = prod over latent sites s of N(z_s; mu_s(x), diag sigma_s(x)^2).
 
     A single MLP encoder reads the flattened x and outputs (mu, sigma) for every latent site of the
@@ -55,7 +53,6 @@ class AmortizedNormal(ZooModule):
         self.head = nn.Linear(width, 2 * sum(self.sizes))
 
     def site_dists(self, x: torch.Tensor) -> dict[str, dist.Distribution]:
-        """The guide's distribution of every latent site given the batch ``x``."""
         check_shape(x, self.x_shape, type(self).__name__)
         out = self.head(self.encoder(x.flatten(-self.x_ndim)))
         loc, raw = out.chunk(2, dim=-1)
@@ -69,9 +66,3 @@ class AmortizedNormal(ZooModule):
                 len(site.event_shape)
             )
         return dists
-
-    def forward(self, x: torch.Tensor) -> None:
-        dists = self.site_dists(x)
-        with pyro.plate("data", x.shape[0]):
-            for name, d in dists.items():
-                pyro.sample(name, d)

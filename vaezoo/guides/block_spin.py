@@ -8,13 +8,13 @@ import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
-from pyro.distributions import TorchDistribution, constraints
 from torch import nn
 
 from vaezoo.config import resolve
+from vaezoo.distributions import BlockMajority
 from vaezoo.errors import ConfigError
 from vaezoo.ising.exact import BETA_C
-from vaezoo.models.lattice_layers import LOG2, GainNet, OddConv, OddStack, block_sum
+from vaezoo.nets import GainNet, OddConv, OddStack
 from vaezoo.registry import register_guide
 from vaezoo.zoo_module import ZooModule
 
@@ -50,14 +50,15 @@ class LevelEncoder(nn.Module):
     def __init__(self, binary: bool, c: BlockAmortizedConfig):
         super().__init__()
         self.binary = binary
-        self.features = OddStack(1, c.channels, c.depth, gain_hidden=c.gain_hidden)
-        self.down = OddConv(c.channels, c.channels, kernel=2, stride=2, gain_hidden=c.gain_hidden)
-        self.head = OddConv(c.channels, 1, gain_hidden=c.gain_hidden)
-        self.skip = OddConv(1, 1, kernel=2, stride=2, gain_hidden=c.gain_hidden)
+        g = {"gain_hidden": c.gain_hidden, "k_ref": BETA_C}
+        self.features = OddStack(1, c.channels, c.depth, **g)
+        self.down = OddConv(c.channels, c.channels, kernel=2, stride=2, **g)
+        self.head = OddConv(c.channels, 1, **g)
+        self.skip = OddConv(1, 1, kernel=2, stride=2, **g)
         self.min_scale = c.min_scale
         if not binary:
             self.scale_head = nn.Conv2d(c.channels, 1, 1)
-            self.scale_gain = GainNet(1, c.gain_hidden)
+            self.scale_gain = GainNet(1, c.gain_hidden, k_ref=BETA_C)
 
     def forward(self, finer: torch.Tensor, K: torch.Tensor) -> dist.Distribution:
         inp = finer.unsqueeze(-3)
@@ -100,41 +101,6 @@ class BlockAmortized(ZooModule):
             for name, encoder in zip(self.sites, self.encoders, strict=True):
                 z = pyro.sample(name, encoder(finer, K))
                 finer = 2 * z - 1 if self.binary else z
-
-
-class BlockMajority(TorchDistribution):
-    """The majority rule over 2x2 blocks with random tie-breaks, as a distribution over block occupations.
-
-    q(z_b = 1) = 1 if the block sum S_b > 0, 0 if S_b < 0, 1/2 if S_b = 0 (two up, two down), so
-    log q(z) = -(number of ties) ln 2 on the rule's support and -inf off it.
-
-    :param finer: ``(*batch, 2m, 2m)`` spins ±1 of the level below.
-    """
-
-    arg_constraints: dict = {}
-    support = constraints.independent(constraints.boolean, 2)
-    has_rsample = False
-
-    def __init__(self, finer: torch.Tensor, validate_args: bool | None = None):
-        self.block_sum = block_sum(finer)
-        super().__init__(self.block_sum.shape[:-2], self.block_sum.shape[-2:], validate_args=validate_args)
-
-    @property
-    def probs(self) -> torch.Tensor:
-        return (torch.sign(self.block_sum) + 1) / 2
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
-        S = self.block_sum
-        ok = ((S > 0) & (value == 1)) | ((S < 0) & (value == 0))
-        site = torch.where(S == 0, -LOG2, torch.where(ok, 0.0, -torch.inf))
-        return site.sum((-2, -1))
-
-    @torch.no_grad()
-    def sample(self, sample_shape: tuple[int, ...] = ()) -> torch.Tensor:
-        probs = self.probs.expand(torch.Size(sample_shape) + self.batch_shape + self.event_shape)
-        return torch.bernoulli(probs)
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from torch import nn
 
 from vaezoo.config import resolve
 from vaezoo.models.base import check_shape
-from vaezoo.models.hvae import Activation, cat_features, normal_head, per_layer, rung
+from vaezoo.nets import Activation, cat_features, normal_head, per_layer, rung
 from vaezoo.registry import register_guide
-from vaezoo.sites import require_real_latents
+from vaezoo.sites import real_layers
 from vaezoo.zoo_module import ZooModule
 
 
@@ -32,17 +32,6 @@ class BottomUpConfig:
         metadata={"help": "markov: q(z_l | z_{l-1}); all: q(z_l | x, z_1, ..., z_{l-1})"},
     )
     min_scale: float = field(default=1e-4, metadata={"help": "floor on posterior standard deviations"})
-
-
-def layer_order(model) -> list:
-    """The model's latent sites ordered bottom (next to x) first.
-
-    Read from the model's ``layer_sites`` when it has one (every hierarchical vaezoo model does);
-    otherwise the order in which the model samples its sites.
-    """
-    sites = {s.name: s for s in require_real_latents(model, "bottom_up")}  # traced in eval mode
-    names = getattr(model, "layer_sites", None) or list(sites)
-    return [sites[n] for n in names]
 
 
 @register_guide("bottom_up", BottomUpConfig)
@@ -69,7 +58,7 @@ class BottomUpGuide(ZooModule):
     def __init__(self, model, config: BottomUpConfig | dict | None = None, **overrides):
         super().__init__()
         c = self.config = resolve(BottomUpConfig, config, overrides)
-        self.sites = layer_order(model)
+        self.sites = real_layers(model, "bottom_up")
         self.x_shape = model.x_shape
         self.sizes = [math.prod(s.event_shape) for s in self.sites]
         widths = per_layer(c.hidden, len(self.sites), "hidden", "guide 'bottom_up'")

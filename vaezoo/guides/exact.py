@@ -9,8 +9,8 @@ import torch
 
 from vaezoo.config import resolve
 from vaezoo.errors import ConfigError
+from vaezoo.guides.bound import BoundGuide
 from vaezoo.registry import register_guide
-from vaezoo.zoo_module import ZooModule
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class ExactPosteriorConfig:
 
 
 @register_guide("exact", ExactPosteriorConfig)
-class ExactPosterior(ZooModule):
+class ExactPosterior(BoundGuide):
     """q(z | x) = p(z | x), read from the model's ``posterior(x)`` method.
 
     Sampling the true posterior makes every importance weight p(x, z) / q(z | x) equal p(x), so
@@ -31,17 +31,15 @@ class ExactPosterior(ZooModule):
     """
 
     def __init__(self, model, config: ExactPosteriorConfig | dict | None = None, **overrides):
-        super().__init__()
+        super().__init__(model)
         if not callable(getattr(model, "posterior", None)):
             raise ConfigError(
                 f"guide 'exact' needs a model with a closed-form posterior(x) method; "
                 f"{type(model).__name__} has none. Use guide 'amortized' instead"
             )
         self.config = resolve(ExactPosteriorConfig, config, overrides)
-        # A plain attribute, not a submodule: the guide must not own (or save) the model's parameters.
-        self.__dict__["_model"] = model
 
     def forward(self, x: torch.Tensor) -> None:
         with pyro.plate("data", x.shape[0]):
-            for name, d in self.__dict__["_model"].posterior(x).items():
+            for name, d in self.model.posterior(x).items():
                 pyro.sample(name, d)

@@ -8,6 +8,7 @@ import torch
 
 from vaezoo.config import resolve
 from vaezoo.errors import ConfigError
+from vaezoo.guides.bound import BoundGuide
 from vaezoo.guides.semi_amortized import build_base
 from vaezoo.inference.hmc import HMC
 from vaezoo.inference.latents import (
@@ -19,7 +20,6 @@ from vaezoo.inference.latents import (
 )
 from vaezoo.nets import evaluating, frozen
 from vaezoo.registry import register_guide
-from vaezoo.zoo_module import ZooModule
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class HMCRefinedConfig:
 
 
 @register_guide("hmc_refined", HMCRefinedConfig)
-class HMCRefined(ZooModule):
+class HMCRefined(BoundGuide):
     """z_0 ~ q(z | x) from an encoder, then T HMC transitions targeting p(z | x) under the current model.
 
     Hoffman (2017), one step of training::
@@ -77,7 +77,7 @@ class HMCRefined(ZooModule):
     """
 
     def __init__(self, model, config: HMCRefinedConfig | dict | None = None, *, guide=None, **overrides):
-        super().__init__()
+        super().__init__(model)
         self.config = resolve(HMCRefinedConfig, config, overrides)
         cfg = self.config
         if cfg.steps < 0 or cfg.leapfrog_steps < 1 or cfg.step_size <= 0 or not 0 < cfg.target_accept < 1:
@@ -88,10 +88,9 @@ class HMCRefined(ZooModule):
         self.base = guide if guide is not None else build_base(model, cfg.base)
         self.register_buffer("step_size", torch.tensor(cfg.step_size))
         self.accept_rate = float("nan")
-        self.__dict__["_model"] = model
 
     def _log_joint(self, x: torch.Tensor):
-        model, layout = self.__dict__["_model"], self.layout
+        model, layout = self.model, self.layout
 
         def log_prob(z: torch.Tensor) -> torch.Tensor:
             prior, lik = joint_parts(model, x, z, layout)
@@ -100,7 +99,7 @@ class HMCRefined(ZooModule):
         return log_prob
 
     def forward(self, x: torch.Tensor) -> None:
-        cfg, model = self.config, self.__dict__["_model"]
+        cfg, model = self.config, self.model
         k, _ = enclosing_particles()
         refine = cfg.steps > 0 and (self.training or cfg.refine_in_eval)
         with frozen(model, keep=self):

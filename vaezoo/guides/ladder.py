@@ -11,10 +11,10 @@ from torch import nn
 
 from vaezoo.config import resolve
 from vaezoo.errors import ConfigError
+from vaezoo.guides.bound import BoundGuide
 from vaezoo.models.base import check_shape
-from vaezoo.models.hvae import Activation, normal_head, per_layer, rung
+from vaezoo.nets import Activation, normal_head, per_layer, rung
 from vaezoo.registry import register_guide
-from vaezoo.zoo_module import ZooModule
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def precision_weighted(
 
 
 @register_guide("ladder", LadderGuideConfig)
-class LadderGuide(ZooModule):
+class LadderGuide(BoundGuide):
     """q(z | x) = q(z_L | x) prod_{l<L} q(z_l | z_{l+1}, x), sampled top-down like the model.
 
     Deterministic bottom-up pass (d_0 = x)::
@@ -59,10 +59,11 @@ class LadderGuide(ZooModule):
     where (mu_p,l, sigma_p,l) is the model's own conditional prior, computed by calling
     ``model.prior_loc_scale``: the top-down networks are *shared* between generative model and
     inference network, as in the paper. Ownership is explicit: the model owns them (they are in the
-    model's ``state_dict`` and ``parameters()``); the guide keeps the model as a plain attribute
-    (:attr:`model`), not as a submodule, so its ``state_dict`` holds only the bottom-up networks and
-    a checkpoint restores each parameter exactly once. Training must therefore optimize the union
-    of both modules' parameters (:func:`vaezoo.inference.fit.parameters` does, without duplicates),
+    model's ``state_dict`` and ``parameters()``); the guide is a
+    :class:`~vaezoo.guides.bound.BoundGuide`: it reads the model (:attr:`model`) without owning it, so
+    its ``state_dict`` holds only the bottom-up networks and a checkpoint restores each parameter
+    exactly once. Training must therefore optimize the union of both modules' parameters
+    (:func:`vaezoo.inference.fit.parameters` does, without duplicates),
     and eval mode must be set on both (:func:`vaezoo.nets.evaluating` takes both), because the
     shared batch-norm layers follow the model's mode.
 
@@ -79,7 +80,7 @@ class LadderGuide(ZooModule):
     """
 
     def __init__(self, model, config: LadderGuideConfig | dict | None = None, **overrides):
-        super().__init__()
+        super().__init__(model)
         c = self.config = resolve(LadderGuideConfig, config, overrides)
         if not all(hasattr(model, a) for a in ("layer_sites", "z_dims", "widths", "prior_loc_scale")):
             raise ConfigError(
@@ -87,8 +88,6 @@ class LadderGuide(ZooModule):
                 "not have (it needs layer_sites, z_dims, widths and prior_loc_scale, as models 'lvae', "
                 "'markov_hvae' and 'hvae' provide); use that model's default_guide() instead"
             )
-        # A plain attribute, not a submodule: the guide must not own (or save) the model's parameters.
-        self.__dict__["model"] = model
         self.x_shape = model.x_shape
         self.layer_sites = tuple(model.layer_sites)
         z_dims = tuple(model.z_dims)
@@ -102,7 +101,7 @@ class LadderGuide(ZooModule):
     @property
     def top_down(self) -> nn.ModuleList:
         """The shared top-down networks: the model's own modules, not copies."""
-        return self.__dict__["model"].top_down
+        return self.model.top_down
 
     def bottom_up_estimates(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(mu_hat_l, sigma_hat_l) for every layer, bottom first."""
@@ -115,7 +114,7 @@ class LadderGuide(ZooModule):
 
     def forward(self, x: torch.Tensor) -> None:
         check_shape(x, self.x_shape, type(self).__name__)
-        model = self.__dict__["model"]
+        model = self.model
         estimates = self.bottom_up_estimates(x)
         top = len(estimates) - 1
         upper: list[torch.Tensor] = []

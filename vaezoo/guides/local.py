@@ -16,18 +16,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import pyro
 import pyro.distributions as dist
 import torch
 from torch import nn
 
 from vaezoo.config import resolve
 from vaezoo.errors import DataError
+from vaezoo.guides.bound import BoundGuide
+from vaezoo.guides.factorized import FactorizedGuide
 from vaezoo.inference.elbo import ELBO
 from vaezoo.inference.latents import LatentLayout, enclosing_particles, sample_flat
 from vaezoo.models.base import check_shape
 from vaezoo.nets import evaluating, frozen
-from vaezoo.zoo_module import ZooModule
 
 
 @dataclass(frozen=True)
@@ -42,24 +42,22 @@ class LocalFlowConfig:
     hidden: int = field(default=50, metadata={"help": "hidden units of each per-datapoint coupling network"})
 
 
-class _Local(ZooModule):
+class _Local(BoundGuide):
     config_class: type
 
     def __init__(self, model, config=None, **overrides):
-        super().__init__()
+        super().__init__(model)
         self.config = resolve(type(self).config_class, config, overrides)
         self.layout = LatentLayout(model, type(self).__name__)
         self.x_shape = model.x_shape
-        # A plain attribute, not a submodule: the guide must not own the model's parameters.
-        self.__dict__["_model"] = model
-        self.__dict__["_fitted_on"] = None
+        self._fitted_on: torch.Tensor | None = None
         n, d = self.config.n_data, self.layout.dim
         self.loc = nn.Parameter(torch.zeros(n, d))
         self.log_scale = nn.Parameter(torch.zeros(n, d))
 
     def _check(self, x: torch.Tensor) -> None:
         check_shape(x, self.x_shape, type(self).__name__)
-        fitted = self.__dict__["_fitted_on"]
+        fitted = self._fitted_on
         if x.shape[0] != self.config.n_data or (fitted is not None and not torch.equal(fitted, x)):
             raise DataError(
                 f"{type(self).__name__} holds parameters for one batch of {self.config.n_data} datapoints "
@@ -102,10 +100,10 @@ class _Local(ZooModule):
         row's ELBO with ``eval_particles`` samples, shape ``(n_data,)``; :attr:`history` holds the
         window means and :attr:`steps_run` the number of steps.
         """
-        model = self.__dict__["_model"]
-        self.__dict__["_fitted_on"] = None
+        model = self.model
+        self._fitted_on = None
         self._check(x)
-        self.__dict__["_fitted_on"] = x
+        self._fitted_on = x
         objective = ELBO(num_particles=num_particles)
         optimizer = torch.optim.Adam(self.parameters(), lr=lr)
         self.history: list[float] = []
@@ -133,7 +131,7 @@ class _Local(ZooModule):
                 return ELBO(num_particles=eval_particles).bound(model, self, x)
 
 
-class LocalNormal(_Local):
+class LocalNormal(_Local, FactorizedGuide):
     """q(z | x_i) = N(z; mu_i, diag(sigma_i^2)) with free (mu_i, log sigma_i) for each datapoint i.
 
     The fully factorized Gaussian "FFG" family of Cremer et al. (2018) without amortization: fitted
@@ -160,12 +158,6 @@ class LocalNormal(_Local):
                 len(shape)
             )
         return out
-
-    def forward(self, x: torch.Tensor) -> None:
-        dists = self.site_dists(x)
-        with pyro.plate("data", x.shape[0]):
-            for name, d in dists.items():
-                pyro.sample(name, d)
 
 
 class LocalFlow(_Local):

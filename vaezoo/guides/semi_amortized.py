@@ -10,10 +10,10 @@ import torch
 
 from vaezoo.config import resolve
 from vaezoo.errors import ConfigError
+from vaezoo.guides.bound import BoundGuide
 from vaezoo.inference.latents import LatentLayout, Shifted, elbo_particles, trace_pair
 from vaezoo.nets import frozen
 from vaezoo.registry import build_guide, register_guide
-from vaezoo.zoo_module import ZooModule
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ def build_base(model, name: str):
 
 
 @register_guide("semi_amortized", SemiAmortizedConfig)
-class SemiAmortized(ZooModule):
+class SemiAmortized(BoundGuide):
     """q(z | x) = N(z; lambda_K): the encoder's lambda_0 = (mu, log sigma)(x) after K gradient steps.
 
     For each datapoint, with the model fixed and one reparameterized sample per step::
@@ -76,7 +76,7 @@ class SemiAmortized(ZooModule):
     """
 
     def __init__(self, model, config: SemiAmortizedConfig | dict | None = None, *, guide=None, **overrides):
-        super().__init__()
+        super().__init__(model)
         self.config = resolve(SemiAmortizedConfig, config, overrides)
         if self.config.steps < 0 or self.config.inner_particles < 1:
             raise ConfigError("semi_amortized needs steps >= 0 and inner_particles >= 1")
@@ -87,7 +87,6 @@ class SemiAmortized(ZooModule):
                 f"semi_amortized refines the means and scales of a Normal guide, but "
                 f"{type(self.base).__name__} has no site_dists(x); use base 'amortized'"
             )
-        self.__dict__["_model"] = model
 
     def _initial(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         dists = self.base.site_dists(x)
@@ -118,8 +117,7 @@ class SemiAmortized(ZooModule):
         return guide
 
     def _elbo(self, x: torch.Tensor, loc: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
-        model = self.__dict__["_model"]
-        pair = trace_pair(model, self._normal_guide(loc, log_scale), x, self.config.inner_particles)
+        pair = trace_pair(self.model, self._normal_guide(loc, log_scale), x, self.config.inner_particles)
         return elbo_particles(pair).mean(0)
 
     def refine(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -130,8 +128,7 @@ class SemiAmortized(ZooModule):
         through = graph and cfg.backprop
         loc0, log_scale0 = self._initial(x)
         elbo0 = None
-        model = self.__dict__["_model"]
-        with torch.enable_grad(), frozen(model, keep=self):
+        with torch.enable_grad(), frozen(self.model, keep=self):
             loc, log_scale = (loc0, log_scale0) if through else self._leaf(loc0, log_scale0)
             loc, log_scale = self._steps(x, loc, log_scale, through)
             if graph and not cfg.backprop:

@@ -13,10 +13,9 @@ from torch import nn
 
 from vaezoo.config import resolve
 from vaezoo.models.base import check_shape
-from vaezoo.models.hvae import Activation, normal_head, per_layer, rung
-from vaezoo.models.vlae import conv_encoder
+from vaezoo.nets import Activation, conv_encoder, normal_head, per_layer, rung
 from vaezoo.registry import register_guide
-from vaezoo.sites import require_real_latents
+from vaezoo.sites import real_layers
 from vaezoo.zoo_module import ZooModule
 
 
@@ -57,8 +56,7 @@ class LadderEncoder(ZooModule):
     def __init__(self, model, config: LadderEncoderConfig | dict | None = None, **overrides):
         super().__init__()
         c = self.config = resolve(LadderEncoderConfig, config, overrides)
-        found = {s.name: s for s in require_real_latents(model, "vlae")}  # traced in eval mode
-        self.sites = [found[n] for n in (getattr(model, "layer_sites", None) or found)]
+        self.sites = real_layers(model, "vlae")
         self.x_shape = model.x_shape
         widths = per_layer(c.hidden, len(self.sites), "hidden", "guide 'vlae'")
         if c.architecture == "conv":

@@ -13,21 +13,13 @@ from pyro import poutine
 from pyro.poutine.util import is_validation_enabled
 from torch import nn
 
+from vaezoo.distributions import CheckerboardLattice, SymmetricLatticeCategorical
 from vaezoo.errors import ConfigError, DataError
 from vaezoo.ising.exact import BETA_C
 from vaezoo.ising.lattice_data import lattice_input
 from vaezoo.ising.parameters import reduced_coupling
 from vaezoo.models.base import LatentVariableModel
-from vaezoo.models.lattice_layers import (
-    CheckerboardLattice,
-    GainNet,
-    OddConv,
-    OddStack,
-    SymmetricLatticeCategorical,
-    apply_2d,
-    upsample,
-)
-from vaezoo.nets import evaluating
+from vaezoo.nets import GainNet, OddConv, OddStack, apply_2d, evaluating, upsample
 from vaezoo.registry import register_model
 
 #: A binary top level with at most this many sites gets a full categorical over its configurations.
@@ -65,14 +57,14 @@ class LatticeConditional(nn.Module):
     def __init__(self, channels: int, depth: int, gain_hidden: int, context: bool = True):
         super().__init__()
         c, g = channels, gain_hidden
-        self.context = OddStack(1, c, depth, gain_hidden=g) if context else None
-        self.head_a = OddConv(c, 1, gain_hidden=g) if context else None
+        self.context = OddStack(1, c, depth, gain_hidden=g, k_ref=BETA_C) if context else None
+        self.head_a = OddConv(c, 1, gain_hidden=g, k_ref=BETA_C) if context else None
         conv = {"kernel_size": 3, "padding": 1, "padding_mode": "circular", "bias": False}
         self.b_from_context = nn.Conv2d(c, c, **conv) if context else None
         self.b_from_spins = nn.Conv2d(1, c, **conv)
-        self.b_gain = GainNet(c, g)
-        self.head_b = OddConv(c, 1, gain_hidden=g)
-        self.skip_b = OddConv(1, 1, gain_hidden=g)
+        self.b_gain = GainNet(c, g, k_ref=BETA_C)
+        self.head_b = OddConv(c, 1, gain_hidden=g, k_ref=BETA_C)
+        self.skip_b = OddConv(1, 1, gain_hidden=g, k_ref=BETA_C)
 
     def forward(self, coarser: torch.Tensor | None, K: torch.Tensor, side: int) -> CheckerboardLattice:
         if self.context is None:
@@ -97,8 +89,8 @@ class GaussianConditional(nn.Module):
 
     def __init__(self, channels: int, depth: int, gain_hidden: int):
         super().__init__()
-        self.context = OddStack(1, channels, depth, gain_hidden=gain_hidden)
-        self.head = OddConv(channels, 1, gain_hidden=gain_hidden)
+        self.context = OddStack(1, channels, depth, gain_hidden=gain_hidden, k_ref=BETA_C)
+        self.head = OddConv(channels, 1, gain_hidden=gain_hidden, k_ref=BETA_C)
         self.raw_scale = nn.Sequential(nn.Linear(1, gain_hidden), nn.Tanh(), nn.Linear(gain_hidden, 1))
         nn.init.zeros_(self.raw_scale[-1].weight)
         nn.init.constant_(self.raw_scale[-1].bias, 0.5413)  # softplus(0.5413) = 1

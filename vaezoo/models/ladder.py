@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vaezoo.models.hvae import Activation, HVAEConfig, TopDownHierarchy
+from vaezoo.models.hvae import HVAEConfig, TopDownHierarchy
+from vaezoo.nets import Activation
 from vaezoo.registry import register_model
 
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from vaezoo.distributions import bernoulli
 from vaezoo.models.base import LatentVariableModel
-from vaezoo.nets import mlp
+from vaezoo.nets import Activation, mlp
 from vaezoo.registry import register_model
 
 
@@ -24,7 +24,7 @@ class VAEConfig:
     )
     z_dim: int = field(default=50, metadata={"help": "latent dimension"})
     hidden: tuple[int, ...] = field(default=(200, 200), metadata={"help": "decoder hidden widths, from z up"})
-    activation: Literal["tanh", "relu", "elu", "leaky_relu", "softplus"] = "tanh"
+    activation: Activation = "tanh"
     likelihood: Literal["bernoulli", "gaussian"] = field(
         default="bernoulli", metadata={"help": "bernoulli for binary data, gaussian for real-valued"}
     )

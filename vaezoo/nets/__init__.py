@@ -1,7 +1,36 @@
 """Deterministic networks shared by models and guides (plain ``torch.nn``, no Pyro effects), and the
-context managers that hold a network in a temporary state."""
+context managers that hold a network in a temporary state.
 
-from vaezoo.nets.mlp import ACTIVATIONS, activation, mlp
+One module per family of builders: :mod:`~vaezoo.nets.mlp` (perceptrons, named activations),
+:mod:`~vaezoo.nets.hierarchy` (the rungs and heads of hierarchical VAEs), :mod:`~vaezoo.nets.conv`
+(image encoders and decoders), :mod:`~vaezoo.nets.lattice` (Z2-odd lattice networks) and
+:mod:`~vaezoo.nets.state` (evaluation mode, frozen parameters).
+"""
+
+from vaezoo.nets.conv import Batched, ConvDecoder, conv_encoder
+from vaezoo.nets.hierarchy import FeatureBatchNorm, cat_features, normal_head, per_layer, rung
+from vaezoo.nets.lattice import GainNet, OddConv, OddStack, apply_2d, upsample
+from vaezoo.nets.mlp import ACTIVATIONS, Activation, activation, mlp
 from vaezoo.nets.state import evaluating, frozen
 
-__all__ = ["ACTIVATIONS", "activation", "evaluating", "frozen", "mlp"]
+__all__ = [
+    "ACTIVATIONS",
+    "Activation",
+    "Batched",
+    "ConvDecoder",
+    "FeatureBatchNorm",
+    "GainNet",
+    "OddConv",
+    "OddStack",
+    "activation",
+    "apply_2d",
+    "cat_features",
+    "conv_encoder",
+    "evaluating",
+    "frozen",
+    "mlp",
+    "normal_head",
+    "per_layer",
+    "rung",
+    "upsample",
+]

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from torch import nn
 
 from vaezoo.errors import ConfigError
+
+#: The names a config may give for an activation (the keys of :data:`ACTIVATIONS`).
+Activation = Literal["tanh", "relu", "elu", "leaky_relu", "softplus"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,

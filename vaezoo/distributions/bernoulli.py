@@ -1,4 +1,4 @@
-"""Likelihoods shared by the image models."""
+"""The Bernoulli likelihood of binary images, with a cheaper log density."""
 
 from __future__ import annotations
 

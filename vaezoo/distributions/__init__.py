@@ -1,0 +1,19 @@
+"""Distributions the zoo's models and guides sample from, beyond Pyro's own (plain Pyro, no networks).
+
+One module per distribution: :mod:`~vaezoo.distributions.bernoulli` (the image likelihood),
+:mod:`~vaezoo.distributions.checkerboard` and :mod:`~vaezoo.distributions.lattice_categorical`
+(the block-spin model's levels), :mod:`~vaezoo.distributions.block_majority` (the RG guide's map).
+"""
+
+from vaezoo.distributions.bernoulli import IndependentBernoulli, bernoulli
+from vaezoo.distributions.block_majority import BlockMajority
+from vaezoo.distributions.checkerboard import CheckerboardLattice
+from vaezoo.distributions.lattice_categorical import SymmetricLatticeCategorical
+
+__all__ = [
+    "BlockMajority",
+    "CheckerboardLattice",
+    "IndependentBernoulli",
+    "SymmetricLatticeCategorical",
+    "bernoulli",
+]
