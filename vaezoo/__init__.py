@@ -4,9 +4,10 @@
 >>> model = VAE(z_dim=10)
 >>> guide = model.default_guide()
 
-:func:`list_models`, :func:`list_guides` and :func:`list_objectives` show what is registered and which
-guides serve which model; every entry is importable from its subpackage (:mod:`vaezoo.models`,
-:mod:`vaezoo.guides`, :mod:`vaezoo.inference`).
+:func:`~vaezoo.registry.list_models`, :func:`~vaezoo.registry.list_guides` and
+:func:`~vaezoo.registry.list_objectives` show what is registered and which guides serve which model;
+every entry is importable from its subpackage (:mod:`vaezoo.models`, :mod:`vaezoo.guides`,
+:mod:`vaezoo.inference`).
 """
 
 from vaezoo import analysis, checkpoint, data, guides, inference, models

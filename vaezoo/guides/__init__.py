@@ -1,8 +1,8 @@
 """Guides q(z | x). Importing this package registers every guide.
 
-A registered guide is built as ``Guide(model, config)``; :func:`vaezoo.list_guides` shows which guides
-serve which model. :class:`LocalNormal` and :class:`LocalFlow` are not registered: they hold
-parameters for the rows of one fixed batch (see :mod:`vaezoo.analysis` for the amortization gap).
+A registered guide is built as ``Guide(model, config)``; :func:`~vaezoo.registry.list_guides` shows
+which guides serve which model. :class:`LocalNormal` and :class:`LocalFlow` are not registered: they
+hold parameters for the rows of one fixed batch (see :mod:`vaezoo.analysis` for the amortization gap).
 """
 
 from vaezoo.guides.amortized import AmortizedNormal, AmortizedNormalConfig

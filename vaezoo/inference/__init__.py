@@ -1,6 +1,6 @@
 """Objectives, estimators and training: objects that take a (model, guide) pair and a batch.
 
-Importing this package registers every objective (:func:`vaezoo.list_objectives`). Estimators of
+Importing this package registers every objective (:func:`~vaezoo.registry.list_objectives`). Estimators of
 log p(x) (:func:`log_likelihood`, :func:`ais_log_likelihood`) and of the block-spin model's free
 energy (:func:`free_energy_bound`, :func:`exact_bound`, :func:`exact_kl_l4`) work with any guide.
 """

@@ -1,7 +1,8 @@
 """Generative models p(x, z). Importing this package registers every model.
 
-Each model is a :class:`LatentVariableModel` registered by name with its frozen config dataclass; see
-:func:`vaezoo.list_models` for what is registered and :func:`vaezoo.build_model` to build one by name.
+Each model is a :class:`LatentVariableModel` registered by name with its frozen config dataclass;
+:func:`~vaezoo.registry.list_models` shows what is registered and :func:`~vaezoo.registry.build_model`
+builds a model by name.
 """
 
 from vaezoo.models.base import LatentVariableModel
