@@ -40,7 +40,6 @@ html_title = f"vaezoo {release}"
 autodoc_default_options = {"members": True, "show-inheritance": True, "member-order": "bysource"}
 autodoc_inherit_docstrings = False
 autodoc_typehints = "signature"
-autodoc_class_signature = "separated"
 
 # Notebooks are shown as committed; executing them is the test suite's job (tests/test_notebooks.py).
 nb_execution_mode = "off"
