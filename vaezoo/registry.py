@@ -8,13 +8,20 @@ package ``__init__`` that imports it)::
 
 ``build_model("vae", z_dim=10)`` then builds it from a strict config, and the CLI turns the same
 config into flags. Unknown names are an error that lists the registered ones.
+
+:func:`list_models`, :func:`list_guides` and :func:`list_objectives` show what is registered, each
+entry with the first line of its docstring, and for guides the models they can serve.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import pyro
+import torch
 
 from vaezoo.config import from_dict, resolve
 from vaezoo.errors import ConfigError
@@ -97,3 +104,105 @@ def build_guide(name: str, model: Any, config: Any = None, **overrides: Any) -> 
 def build_objective(name: str, config: Any = None, **overrides: Any) -> Any:
     entry = OBJECTIVES.get(name)
     return entry.factory(resolve(entry.config, config, overrides))
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One registered entry, as :func:`list_models`, :func:`list_guides` and :func:`list_objectives` show it.
+
+    ``summary`` is the first paragraph of the entry's docstring on one line. ``models`` is set for
+    guides only: the registered models the guide can serve, in name order.
+    """
+
+    name: str
+    summary: str
+    factory: Callable[..., Any]
+    config: type
+    models: tuple[str, ...] | None = None
+
+    def __str__(self) -> str:
+        line = f"{self.name}: {self.summary}"
+        return line if self.models is None else f"{line} [models: {', '.join(self.models)}]"
+
+
+def summary(obj: Any) -> str:
+    """The first paragraph of ``obj``'s docstring, joined into one line ("" when it has none)."""
+    paragraph = (inspect.getdoc(obj) or "").split("\n\n", 1)[0]
+    return " ".join(paragraph.split())
+
+
+def _listing(entry: Entry, models: tuple[str, ...] | None = None) -> Listing:
+    return Listing(entry.name, summary(entry.factory), entry.factory, entry.config, models)
+
+
+def list_models() -> list[Listing]:
+    """Every registered model, in name order."""
+    return [_listing(MODELS.get(name)) for name in MODELS.names()]
+
+
+def list_objectives() -> list[Listing]:
+    """Every registered objective, in name order."""
+    return [_listing(OBJECTIVES.get(name)) for name in OBJECTIVES.names()]
+
+
+def list_guides(model: Any = None) -> list[Listing]:
+    """The registered guides with the models each can serve; with ``model``, only those that serve it.
+
+    A guide serves a model when building it on the model raises no :class:`~vaezoo.errors.ConfigError`
+    (the guide's own account of why it cannot, which is also how the contract test skips a pair).
+    That can depend on the model's config (the ``block_rg`` guide needs binary spins), so the fit is
+    tried on a fresh model built from a config, once per model class and config.
+
+    :param model: ``None`` (every guide; each entry's ``models`` is tried on the models' default
+        configs), a registered model name (its default config), or a model instance (its class and
+        config; the instance itself is left untouched).
+    """
+    if model is None:
+        served = {name: guides_for(MODELS.get(name).factory) for name in MODELS.names()}
+        fits = {g: tuple(m for m in MODELS.names() if g in served[m]) for g in GUIDES.names()}
+        return [_listing(GUIDES.get(g), fits[g]) for g in GUIDES.names()]
+    if isinstance(model, str):
+        cls, config = MODELS.get(model).factory, None
+    else:
+        cls, config = type(model), model.config
+    fits = guides_for(cls, config)
+    return [_listing(GUIDES.get(g), (cls.registry_name,)) for g in GUIDES.names() if g in fits]
+
+
+_FITS: dict[tuple, frozenset[str]] = {}
+
+
+def guides_for(model_class: type, config: Any = None) -> frozenset[str]:
+    """Names of the registered guides that build without a ConfigError on ``model_class(config)``.
+
+    Cached per (class, config, registered guides). The global random state and Pyro's parameter store
+    are left as they were: building draws initial weights, and tracing a model registers parameters.
+    """
+    config = resolve(model_class.config_class, config, {})
+    key: tuple | None = (model_class, config, tuple(GUIDES.names()))
+    try:
+        return _FITS[key]
+    except TypeError:  # a config with an unhashable field value: try it, without caching
+        key = None
+    except KeyError:
+        pass
+    store = pyro.get_param_store()
+    before = set(store.keys())
+    try:
+        with torch.random.fork_rng(devices=[]):
+            model = model_class(config)
+            fits = frozenset(g for g in GUIDES.names() if _builds(g, model))
+    finally:
+        for stale in set(store.keys()) - before:
+            del store[stale]
+    if key is not None:
+        _FITS[key] = fits
+    return fits
+
+
+def _builds(guide: str, model: Any) -> bool:
+    try:
+        build_guide(guide, model)
+    except ConfigError:
+        return False
+    return True

@@ -1,16 +1,45 @@
 """Studies built from models, guides and inference objects: the amortization gap, layer diagnostics,
-gradient variance, predictive draws and the block-spin perturbations. May import every floor below."""
+gradient variance, predictive draws and the block-spin perturbations and training recipes. May
+import every floor below."""
 
-from vaezoo.analysis import diagnostics, perturb  # noqa: F401
-from vaezoo.analysis.gap import GapTable, amortization_gap
+from vaezoo.analysis.block_spin_training import bound_guide, train_block_spin
+from vaezoo.analysis.diagnostics import (
+    LayerReport,
+    PosteriorMeans,
+    active_units,
+    explained_variance,
+    layer_grid,
+    layer_kl,
+    layer_report,
+    posterior_means,
+    unit_activity,
+)
+from vaezoo.analysis.gap import GapTable, amortization_gap, elbo_estimate
 from vaezoo.analysis.gradient_variance import GradientStats, gradient_variance
+from vaezoo.analysis.perturb import LevelPerturbation, Perturbation, perturb, perturbation_grid
 from vaezoo.analysis.predictive import prior_samples, reconstructions
 
 __all__ = [
     "GapTable",
-    "GradientStats",
     "amortization_gap",
+    "elbo_estimate",
+    "LayerReport",
+    "PosteriorMeans",
+    "layer_kl",
+    "posterior_means",
+    "unit_activity",
+    "active_units",
+    "explained_variance",
+    "layer_report",
+    "layer_grid",
+    "GradientStats",
     "gradient_variance",
     "prior_samples",
     "reconstructions",
+    "Perturbation",
+    "LevelPerturbation",
+    "perturb",
+    "perturbation_grid",
+    "train_block_spin",
+    "bound_guide",
 ]

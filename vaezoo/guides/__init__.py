@@ -1,7 +1,49 @@
-"""Guides q(z | x). Importing this package registers every guide."""
+"""Guides q(z | x). Importing this package registers every guide.
 
-from vaezoo.guides import block_spin, bottom_up, hmc_refined, ladder, semi_amortized, vlae  # noqa: F401  (registers them)
+A registered guide is built as ``Guide(model, config)``; :func:`~vaezoo.registry.list_guides` shows
+which guides serve which model. :class:`LocalNormal` and :class:`LocalFlow` are not registered: they
+hold parameters for the rows of one fixed batch (see :mod:`vaezoo.analysis` for the amortization gap).
+"""
+
 from vaezoo.guides.amortized import AmortizedNormal, AmortizedNormalConfig
-from vaezoo.guides.exact import ExactPosterior
+from vaezoo.guides.block_spin import (
+    BlockAmortized,
+    BlockAmortizedConfig,
+    BlockMajority,
+    RenormalizationGroupGuide,
+    RGGuideConfig,
+)
+from vaezoo.guides.bottom_up import BottomUpConfig, BottomUpGuide
+from vaezoo.guides.exact import ExactPosterior, ExactPosteriorConfig
+from vaezoo.guides.hmc_refined import HMCRefined, HMCRefinedConfig
+from vaezoo.guides.ladder import LadderGuide, LadderGuideConfig, precision_weighted
+from vaezoo.guides.local import LocalFlow, LocalFlowConfig, LocalNormal, LocalNormalConfig
+from vaezoo.guides.semi_amortized import SemiAmortized, SemiAmortizedConfig
+from vaezoo.guides.vlae import LadderEncoder, LadderEncoderConfig
 
-__all__ = ["AmortizedNormal", "AmortizedNormalConfig", "ExactPosterior"]
+__all__ = [
+    "AmortizedNormal",
+    "AmortizedNormalConfig",
+    "ExactPosterior",
+    "ExactPosteriorConfig",
+    "BottomUpGuide",
+    "BottomUpConfig",
+    "LadderGuide",
+    "LadderGuideConfig",
+    "precision_weighted",
+    "LadderEncoder",
+    "LadderEncoderConfig",
+    "HMCRefined",
+    "HMCRefinedConfig",
+    "SemiAmortized",
+    "SemiAmortizedConfig",
+    "LocalNormal",
+    "LocalNormalConfig",
+    "LocalFlow",
+    "LocalFlowConfig",
+    "BlockAmortized",
+    "BlockAmortizedConfig",
+    "RenormalizationGroupGuide",
+    "RGGuideConfig",
+    "BlockMajority",
+]

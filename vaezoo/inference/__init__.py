@@ -1,29 +1,67 @@
-"""Objectives, estimators and training: objects that take a (model, guide) pair and a batch."""
+"""Objectives, estimators and training: objects that take a (model, guide) pair and a batch.
 
-from vaezoo.inference import ais, hmc  # noqa: F401  (AIS, HMC)
+Importing this package registers every objective (:func:`~vaezoo.registry.list_objectives`). Estimators of
+log p(x) (:func:`log_likelihood`, :func:`ais_log_likelihood`) and of the block-spin model's free
+energy (:func:`free_energy_bound`, :func:`exact_bound`, :func:`exact_kl_l4`) work with any guide.
+"""
+
+from vaezoo.inference.ais import AISLogLikelihood, ais_log_likelihood, schedule
+from vaezoo.inference.baselines import AverageBaseline, Baseline, NVILBaseline
 from vaezoo.inference.elbo import ELBO, ELBOConfig
-from vaezoo.inference.fit import fit
+from vaezoo.inference.fit import fit, mean_bound, parameters
+from vaezoo.inference.free_energy import (
+    ExactKL,
+    FreeEnergyBound,
+    exact_bound,
+    exact_free_energy,
+    exact_kl_l4,
+    fit_bound_guide,
+    free_energy_bound,
+    mean_field_free_energy,
+)
+from vaezoo.inference.hmc import HMC, HMCState
 from vaezoo.inference.importance import LogLikelihood, log_likelihood
 from vaezoo.inference.iwae import IWAE, IWAEConfig
+from vaezoo.inference.latents import LatentLayout, log_joint
 from vaezoo.inference.messengers import ScaleLatents
 from vaezoo.inference.objective import Objective
 from vaezoo.inference.score_function import NonReparam, Reparam, ScoreFunction, ScoreFunctionConfig
 from vaezoo.inference.traces import PairTrace, run_pair
 
 __all__ = [
+    "Objective",
     "ELBO",
     "ELBOConfig",
     "IWAE",
     "IWAEConfig",
-    "LogLikelihood",
-    "NonReparam",
-    "Objective",
-    "PairTrace",
-    "Reparam",
-    "ScaleLatents",
     "ScoreFunction",
     "ScoreFunctionConfig",
-    "fit",
-    "log_likelihood",
+    "Baseline",
+    "AverageBaseline",
+    "NVILBaseline",
+    "Reparam",
+    "NonReparam",
+    "ScaleLatents",
+    "PairTrace",
     "run_pair",
+    "LatentLayout",
+    "log_joint",
+    "LogLikelihood",
+    "log_likelihood",
+    "AISLogLikelihood",
+    "ais_log_likelihood",
+    "schedule",
+    "HMC",
+    "HMCState",
+    "fit",
+    "mean_bound",
+    "parameters",
+    "FreeEnergyBound",
+    "free_energy_bound",
+    "fit_bound_guide",
+    "exact_bound",
+    "ExactKL",
+    "exact_kl_l4",
+    "exact_free_energy",
+    "mean_field_free_energy",
 ]

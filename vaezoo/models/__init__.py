@@ -1,8 +1,38 @@
-"""Generative models p(x, z). Importing this package registers every model."""
+"""Generative models p(x, z). Importing this package registers every model.
 
-from vaezoo.models import block_spin, hvae, ladder, markov_hvae, vlae  # noqa: F401  (registers them)
+Each model is a :class:`LatentVariableModel` registered by name with its frozen config dataclass;
+:func:`~vaezoo.registry.list_models` shows what is registered and :func:`~vaezoo.registry.build_model`
+builds a model by name.
+"""
+
 from vaezoo.models.base import LatentVariableModel
+from vaezoo.models.block_spin import BlockSpin, BlockSpinConfig, sample_model
+from vaezoo.models.hvae import HVAE, HVAEConfig, TopDownHierarchy
+from vaezoo.models.ladder import LadderVAE, LadderVAEConfig
+from vaezoo.models.lattice_layers import CheckerboardLattice, SymmetricLatticeCategorical
 from vaezoo.models.linear_gaussian import LinearGaussian, LinearGaussianConfig
+from vaezoo.models.markov_hvae import MarkovHVAE, MarkovHVAEConfig
 from vaezoo.models.vae import VAE, VAEConfig
+from vaezoo.models.vlae import VLAE, VLAEConfig
 
-__all__ = ["LatentVariableModel", "LinearGaussian", "LinearGaussianConfig", "VAE", "VAEConfig"]
+__all__ = [
+    "LatentVariableModel",
+    "VAE",
+    "VAEConfig",
+    "LinearGaussian",
+    "LinearGaussianConfig",
+    "TopDownHierarchy",
+    "HVAE",
+    "HVAEConfig",
+    "MarkovHVAE",
+    "MarkovHVAEConfig",
+    "LadderVAE",
+    "LadderVAEConfig",
+    "VLAE",
+    "VLAEConfig",
+    "BlockSpin",
+    "BlockSpinConfig",
+    "sample_model",
+    "CheckerboardLattice",
+    "SymmetricLatticeCategorical",
+]
