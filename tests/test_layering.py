@@ -1,9 +1,9 @@
 """The house's rules, read from the source with ``ast`` (nothing is imported or run).
 
 Floors, lowest first: the shared ground floor (``vaezoo/*.py``, ``vaezoo/nets``, ``vaezoo/distributions``),
-``ising`` (physics, no Pyro), ``models``, ``inference``, ``guides``, ``analysis``, ``cli``. A module may import from its own
-floor or below; the package's ``__init__`` (the public API) may import anything. Imports inside
-functions count too: a lazy import is still a dependency.
+``ising`` (physics, no Pyro), ``models``, ``inference``, ``guides``, ``analysis``, ``cli``. A module may
+import from its own floor or below; the package's ``__init__`` (the public API) may import anything.
+Imports inside functions count too: a lazy import is still a dependency.
 """
 
 from __future__ import annotations

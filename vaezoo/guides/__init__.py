@@ -9,12 +9,13 @@ from vaezoo.guides.amortized import AmortizedNormal, AmortizedNormalConfig
 from vaezoo.guides.block_spin import (
     BlockAmortized,
     BlockAmortizedConfig,
-    BlockMajority,
     RenormalizationGroupGuide,
     RGGuideConfig,
 )
 from vaezoo.guides.bottom_up import BottomUpConfig, BottomUpGuide
+from vaezoo.guides.bound import BoundGuide
 from vaezoo.guides.exact import ExactPosterior, ExactPosteriorConfig
+from vaezoo.guides.factorized import FactorizedGuide
 from vaezoo.guides.hmc_refined import HMCRefined, HMCRefinedConfig
 from vaezoo.guides.ladder import LadderGuide, LadderGuideConfig, precision_weighted
 from vaezoo.guides.local import LocalFlow, LocalFlowConfig, LocalNormal, LocalNormalConfig
@@ -45,5 +46,6 @@ __all__ = [
     "BlockAmortizedConfig",
     "RenormalizationGroupGuide",
     "RGGuideConfig",
-    "BlockMajority",
+    "BoundGuide",
+    "FactorizedGuide",
 ]

@@ -9,7 +9,6 @@ from vaezoo.models.base import LatentVariableModel
 from vaezoo.models.block_spin import BlockSpin, BlockSpinConfig, sample_model
 from vaezoo.models.hvae import HVAE, HVAEConfig, TopDownHierarchy
 from vaezoo.models.ladder import LadderVAE, LadderVAEConfig
-from vaezoo.models.lattice_layers import CheckerboardLattice, SymmetricLatticeCategorical
 from vaezoo.models.linear_gaussian import LinearGaussian, LinearGaussianConfig
 from vaezoo.models.markov_hvae import MarkovHVAE, MarkovHVAEConfig
 from vaezoo.models.vae import VAE, VAEConfig
@@ -33,6 +32,4 @@ __all__ = [
     "BlockSpin",
     "BlockSpinConfig",
     "sample_model",
-    "CheckerboardLattice",
-    "SymmetricLatticeCategorical",
 ]
