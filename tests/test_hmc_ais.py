@@ -12,9 +12,10 @@ from vaezoo import AmortizedNormal, ConfigError, LinearGaussian
 from vaezoo.guides.hmc_refined import HMCRefined
 from vaezoo.inference.ais import ais_log_likelihood, schedule
 from vaezoo.inference.hmc import HMC, evaluate
-from vaezoo.inference.latents import LatentLayout, log_joint
+from vaezoo.inference.potential import log_joint
 from vaezoo.inference.traces import run_pair
 from vaezoo.registry import build_model
+from vaezoo.sites import LatentLayout
 
 
 def gaussian_target():

@@ -17,14 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import pyro
 import torch
 from pyro import poutine
 from pyro.poutine.messenger import Messenger
 
 from vaezoo.data import batches
 from vaezoo.errors import ConfigError
-from vaezoo.inference.traces import DATA, PARTICLES, plate_dims, run_pair
+from vaezoo.inference.traces import DATA, particle_plate, run_pair
 from vaezoo.nets import evaluating
 from vaezoo.sites import latent_sites
 
@@ -97,14 +96,14 @@ def posterior_means(model, guide, data, *, num_particles: int = 10, batch_size: 
     names = layer_names(model)
     means: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     noise: dict[str, torch.Tensor | float] = dict.fromkeys(names, 0.0)
-    dims, k, count = plate_dims(model), num_particles, 0
+    k, count = num_particles, 0
     with evaluating(model, guide):
         for x in batches(data, batch_size):
-            with pyro.plate(PARTICLES, k, dim=-dims):
+            with particle_plate(model, k) as plate:
                 trace = poutine.trace(guide).get_trace(x)
             for name in names:
                 site = trace.nodes[name]
-                m = _units(site, site["fn"].mean, k, x.shape[0], dims).double()
+                m = _units(site, site["fn"].mean, k, x.shape[0], plate.lead).double()
                 means[name].append(m.mean(0).float())
                 r = m - m.mean(0)  # Cov(estimate) = sample covariance of the particles / k, summed over x
                 noise[name] = noise[name] + torch.einsum("kbu,kbv->uv", r, r) / (max(k - 1, 1) * k)

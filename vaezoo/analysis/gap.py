@@ -15,10 +15,11 @@ from vaezoo.data import batches, num_batches
 from vaezoo.errors import ConfigError
 from vaezoo.guides.local import LocalFlow, LocalNormal
 from vaezoo.inference.ais import ais_log_likelihood
+from vaezoo.inference.elbo import ELBO
 from vaezoo.inference.importance import log_likelihood
-from vaezoo.inference.latents import LatentLayout, elbo_particles
 from vaezoo.inference.traces import run_pair
 from vaezoo.nets import evaluating
+from vaezoo.sites import LatentLayout
 
 ROWS = {
     "log_px_is": "log p̂(x), IS with the encoder",
@@ -125,11 +126,12 @@ class GapTable:
 @torch.no_grad()
 def elbo_estimate(model, guide, x: torch.Tensor, k: int, chunk: int = 100) -> Row:
     """Per-datapoint ELBO from ``k`` samples (closed-form KL where valid) and its MC standard error."""
+    elbo = ELBO()
     terms = []
     done = 0
     while done < k:
         m = min(chunk, k - done)
-        terms.append(elbo_particles(run_pair(model, guide, x, m)).double())
+        terms.append(elbo.particle_terms(run_pair(model, guide, x, m)).double())
         done += m
     t = torch.cat(terms)
     se = t.std(0) / math.sqrt(k) if k > 1 else torch.full_like(t[0], float("nan"))

@@ -23,10 +23,12 @@ from torch import nn
 
 from vaezoo.config import resolve
 from vaezoo.errors import DataError
+from vaezoo.guides.flat_latents import sample_flat
 from vaezoo.inference.elbo import ELBO
-from vaezoo.inference.latents import LatentLayout, enclosing_particles, sample_flat
+from vaezoo.inference.traces import enclosing_particles
 from vaezoo.models.base import check_shape
 from vaezoo.nets import evaluating, frozen
+from vaezoo.sites import LatentLayout
 from vaezoo.zoo_module import ZooModule
 
 

@@ -11,8 +11,9 @@ from tqdm.auto import tqdm
 from vaezoo.data import batches, num_batches
 from vaezoo.inference.hmc import HMC, evaluate
 from vaezoo.inference.importance import LogLikelihood, LogMeanWeight, chunk_size
-from vaezoo.inference.latents import LatentLayout, joint_parts, sample_prior
+from vaezoo.inference.potential import joint_parts, sample_prior
 from vaezoo.nets import evaluating, frozen
+from vaezoo.sites import LatentLayout
 
 
 @dataclass
