@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -45,6 +46,24 @@ class ELBO(Objective):
         with scaled_latents(latent_weight):
             pair = run_pair(model, guide, x, self.config.num_particles)
         return self.particle_terms(pair).mean(0)
+
+    def score_function_fields(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "num_particles": c.num_particles,
+            "beta": c.beta,
+            "kl_warmup": c.kl_warmup,
+            "analytic_kl": c.analytic_kl,
+        }
+
+    @classmethod
+    def from_score_function_fields(cls, fields: Any) -> ELBO:
+        return cls(
+            num_particles=fields.num_particles,
+            analytic_kl=fields.analytic_kl,
+            beta=fields.beta,
+            kl_warmup=fields.kl_warmup,
+        )
 
     def particle_terms(self, pair: PairTrace) -> torch.Tensor:
         """The estimate's term of every particle and datapoint of ``pair``, shape ``(k, batch)``:
