@@ -75,7 +75,8 @@ def test_gap_table_on_a_correlated_posterior(float64):
     assert rows["flow"].mean >= rows["ffg"].mean - 4 * math.hypot(rows["flow"].stderr, rows["ffg"].stderr)
     assert rows["flow"].mean <= exact + 4 * rows["flow"].stderr
     torch.testing.assert_close(
-        rows["inference_gap"].values, rows["approximation_gap"].values + rows["amortization_gap"].values
+        rows["inference_gap"].per_datapoint,
+        rows["approximation_gap"].per_datapoint + rows["amortization_gap"].per_datapoint,
     )
 
     out = table.to_dict()

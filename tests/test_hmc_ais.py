@@ -8,13 +8,15 @@ import pytest
 import torch
 from pyro.nn import PyroModule
 
-from vaezoo import AmortizedNormal, ConfigError, LinearGaussian
+from vaezoo import ELBO, AmortizedNormal, ConfigError, LinearGaussian
 from vaezoo.guides.hmc_refined import HMCRefined
+from vaezoo.guides.semi_amortized import SemiAmortized
 from vaezoo.inference.ais import ais_log_likelihood, schedule
 from vaezoo.inference.hmc import HMC, evaluate
-from vaezoo.inference.latents import LatentLayout, log_joint
+from vaezoo.inference.potential import log_joint
 from vaezoo.inference.traces import run_pair
 from vaezoo.registry import build_model
+from vaezoo.sites import LatentLayout
 
 
 def gaussian_target():
@@ -189,3 +191,11 @@ def test_hmc_refined_objective_is_the_encoders_bound_with_hoffmans_gradients(flo
     for g, w in zip(got, want_decoder + want_encoder, strict=True):
         torch.testing.assert_close(g, w)
     assert (z_T != encoder_pair.guide_sites["z"]["value"]).all(-1).float().mean() > 0.5  # HMC moved
+
+
+def test_hmc_refines_a_guide_that_itself_runs_nested_refinement_steps():
+    model = LinearGaussian(x_shape=(5,), z_dim=2)
+    base = SemiAmortized(model, guide=AmortizedNormal(model, hidden=(8,)), steps=2, lr=0.1)
+    guide = HMCRefined(model, guide=base, steps=1, leapfrog_steps=2)
+    loss = ELBO(num_particles=2).differentiable_loss(model, guide, torch.randn(4, 5))
+    assert torch.isfinite(loss)

@@ -69,7 +69,7 @@ def test_local_normal_reaches_the_mean_field_optimum(float64, angle):
     torch.testing.assert_close(guide.loc, post.loc.detach(), atol=0.05, rtol=0)
     # The reported bound estimates log p(x) - KL(q || posterior), to within its standard error.
     bound = elbo_estimate(model, guide, x, k=4000)
-    gap = model.log_marginal(x).detach() - bound.values
+    gap = model.log_marginal(x).detach() - bound.per_datapoint
     assert ((gap - kl).abs() <= 4 * bound.mc_stderr + 1e-9).all(), (gap - kl) / bound.mc_stderr
 
 
@@ -108,7 +108,7 @@ def test_local_flow_beats_ffg_on_a_correlated_posterior_and_is_a_valid_proposal(
     flow.init_from(ffg, x)
     flow.fit_local(x, lr=0.05)
     l_ffg, l_flow = elbo_estimate(model, ffg, x, 4000), elbo_estimate(model, flow, x, 4000)
-    gap_ffg, gap_flow = (exact - l_ffg.values).mean(), (exact - l_flow.values).mean()
+    gap_ffg, gap_flow = (exact - l_ffg.per_datapoint).mean(), (exact - l_flow.per_datapoint).mean()
     se = math.hypot(l_ffg.stderr, l_flow.stderr)
     assert gap_flow < gap_ffg - 4 * se, (gap_flow, gap_ffg, se)
     assert gap_flow > -4 * l_flow.stderr  # still a lower bound

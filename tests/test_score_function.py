@@ -294,3 +294,8 @@ def test_fit_trains_checkpoints_and_restores_the_baseline(tmp_path):
     assert restored.config == objective.config
     for name, value in restored.state_dict().items():
         torch.testing.assert_close(value, state[name], rtol=0, atol=0)
+
+
+def test_an_objective_without_a_score_function_form_is_refused():
+    with pytest.raises(ConfigError, match="no score-function form"):
+        ScoreFunction(ScoreFunction(ELBO()))

@@ -46,3 +46,17 @@ def test_log_weight_is_per_datapoint():
         - dist.Bernoulli(BernoulliGuide().probs(x)).log_prob(z).sum(-1)
     )
     torch.testing.assert_close(pair.log_weight(), expected)
+
+
+def test_a_nested_run_inside_another_reads_its_own_particle_plate():
+    x = torch.tensor([-1.0, 0.0, 0.5])
+    model, guide = BernoulliModel(), BernoulliGuide()
+    pyro.set_rng_seed(0)
+    top = run_pair(model, guide, x, num_particles=4).log_weight()
+    with pyro.plate("particles", 7, dim=-2):  # as inside a guide that an objective runs
+        outer = run_pair(model, guide, x, num_particles=5, nested=True)
+        with pyro.plate(outer.particles, 5, dim=-outer.plate_dims):  # and a guide inside that run
+            pyro.set_rng_seed(0)
+            inner = run_pair(model, guide, x, num_particles=4, nested=True)
+    assert outer.particles != inner.particles and inner.plate_dims > outer.plate_dims
+    torch.testing.assert_close(inner.log_weight(), top)

@@ -1,7 +1,9 @@
-"""Discovering a model's latent sample sites, the names and shapes a guide must match."""
+"""Discovering a model's latent sample sites, the names and shapes a guide must match, and the
+flat layout of real-valued latents that MCMC and per-datapoint guides move as one vector."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pyro.distributions as dist
@@ -12,6 +14,9 @@ from pyro.poutine.util import site_is_subsample
 from vaezoo.errors import ConfigError
 from vaezoo.nets import evaluating
 
+#: Datapoints in the trace that discovers a model's sites (batch shapes are read relative to it).
+DISCOVERY_BATCH = 2
+
 
 @dataclass(frozen=True)
 class LatentSite:
@@ -19,16 +24,18 @@ class LatentSite:
     event_shape: tuple[int, ...]
     continuous: bool
     real_support: bool
+    batch_shape: tuple[int, ...]  # in the discovery trace, whose data plate has DISCOVERY_BATCH rows
 
 
 def latent_sites(model, x: torch.Tensor | None = None) -> list[LatentSite]:
     """Latent sites of ``model`` in the order the model samples them.
 
-    Traces ``model`` once on ``x`` (default ``model.example_x(2)``) with all effects blocked from the
-    outside world, so discovery leaves no trace in the param store or in an enclosing handler.
+    Traces ``model`` once on ``x`` (default ``model.example_x(DISCOVERY_BATCH)``) with all effects
+    blocked from the outside world, so discovery leaves no trace in the param store or in an
+    enclosing handler.
     """
     if x is None:
-        x = model.example_x(2)
+        x = model.example_x(DISCOVERY_BATCH)
     # Eval mode: discovery must not move batch-norm running statistics.
     with torch.no_grad(), poutine.block(), evaluating(model):
         trace = poutine.trace(model).get_trace(x)
@@ -46,6 +53,7 @@ def latent_sites(model, x: torch.Tensor | None = None) -> list[LatentSite]:
                 event_shape=tuple(fn.event_shape),
                 continuous=not fn.support.is_discrete,
                 real_support=support is dist.constraints.real,
+                batch_shape=tuple(fn.batch_shape),
             )
         )
     if not sites:
@@ -65,6 +73,60 @@ def real_latents(model, need: str, fix: str) -> list[LatentSite]:
             f"{need}, but {type(model).__name__} has discrete or constrained latent sites {bad}; {fix}"
         )
     return sites
+
+
+class LatentLayout:
+    """Where each latent site of ``model`` sits in the flat vector ``z[..., D]``.
+
+    MCMC, local variational parameters and gradient refinement all work on one real vector per
+    (particle, datapoint): ``z`` of shape ``(c, batch, D)``, the model's latent sites concatenated in
+    the order the model samples them. Read from the one discovery trace of :func:`real_latents`.
+    Requires real-valued continuous latents whose only batch dimension is the data plate (dim -1),
+    as for every vaezoo model; otherwise a :class:`ConfigError` names the offending sites.
+
+    ``who`` names the caller in error messages.
+    """
+
+    def __init__(self, model, who: str = "this estimator"):
+        sites = real_latents(
+            model,
+            f"{who} moves latents freely in R^D",
+            "it needs a model whose latents are real-valued (e.g. Gaussian)",
+        )
+        extra = [s.name for s in sites if s.batch_shape != (DISCOVERY_BATCH,)]
+        if extra:
+            raise ConfigError(
+                f"{who} needs one latent vector per datapoint, but sites {extra} of {type(model).__name__} "
+                "have batch dimensions besides pyro.plate('data') at dim -1"
+            )
+        self.names = [s.name for s in sites]
+        self.event_shapes = [s.event_shape for s in sites]
+        self.sizes = [math.prod(s) for s in self.event_shapes]
+        self.dim = sum(self.sizes)
+
+    def split(self, z: torch.Tensor, lead: int | None = None) -> dict[str, torch.Tensor]:
+        """Site values from ``z`` of shape ``(c, batch, D)``.
+
+        With ``lead`` (the number of plate dims, particles leftmost) each value has shape
+        ``(c, 1, ..., 1, batch, *event)``; with ``lead=None`` the particle dim is dropped (c must be 1).
+        """
+        c, batch = z.shape[:2]
+        out = {}
+        for name, shape, part in zip(self.names, self.event_shapes, z.split(self.sizes, -1), strict=True):
+            if lead is None:
+                out[name] = part.reshape(batch, *shape)
+            else:
+                out[name] = part.reshape(c, *(1,) * (lead - 2), batch, *shape)
+        return out
+
+    def join(self, values: dict[str, torch.Tensor], c: int, batch: int) -> torch.Tensor:
+        """The inverse of :meth:`split`: ``(c, batch, D)`` from site values of any plate layout."""
+        # Values traced under a particle plate are (c, 1, ..., batch, *event); without one, (batch, *event).
+        parts = [
+            values[n].reshape(-1, batch, size).expand(c, batch, size)
+            for n, size in zip(self.names, self.sizes, strict=True)
+        ]
+        return torch.cat(parts, -1)
 
 
 def require_real_latents(model, guide_name: str) -> list[LatentSite]:

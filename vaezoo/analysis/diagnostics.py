@@ -17,25 +17,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import pyro
 import torch
 from pyro import poutine
 from pyro.poutine.messenger import Messenger
 
 from vaezoo.data import batches
 from vaezoo.errors import ConfigError
-from vaezoo.inference.traces import DATA, PARTICLES, plate_dims, run_pair
+from vaezoo.inference.traces import DATA, particle_plate, run_pair
 from vaezoo.nets import evaluating
-from vaezoo.sites import latent_sites
-
-
-def layer_names(model) -> list[str]:
-    """Latent site names, bottom (next to x) first: ``model.layer_sites`` or the sampling order."""
-    names = getattr(model, "layer_sites", None)
-    if names:
-        return list(names)
-    with evaluating(model):
-        return [s.name for s in latent_sites(model)]
+from vaezoo.sites import layer_order
 
 
 @torch.no_grad()
@@ -47,7 +37,7 @@ def layer_kl(model, guide, data, *, num_particles: int = 1, batch_size: int = 50
     :meth:`~vaezoo.inference.traces.PairTrace.analytic_kl`), otherwise Monte Carlo with
     ``num_particles`` samples per datapoint. Layer KLs sum to the ELBO's total KL term.
     """
-    names = layer_names(model)
+    names = layer_order(model)
     out: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     with evaluating(model, guide):
         for x in batches(data, batch_size):
@@ -94,17 +84,17 @@ def posterior_means(model, guide, data, *, num_particles: int = 10, batch_size: 
     conditional ones such as q(z_1 | z_2, x); the noise of that estimate is measured from the spread
     of the particles (which needs ``num_particles >= 2``; with 1 it is taken as 0).
     """
-    names = layer_names(model)
+    names = layer_order(model)
     means: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     noise: dict[str, torch.Tensor | float] = dict.fromkeys(names, 0.0)
-    dims, k, count = plate_dims(model), num_particles, 0
+    k, count = num_particles, 0
     with evaluating(model, guide):
         for x in batches(data, batch_size):
-            with pyro.plate(PARTICLES, k, dim=-dims):
+            with particle_plate(model, k) as plate:
                 trace = poutine.trace(guide).get_trace(x)
             for name in names:
                 site = trace.nodes[name]
-                m = _units(site, site["fn"].mean, k, x.shape[0], dims).double()
+                m = _units(site, site["fn"].mean, k, x.shape[0], plate.lead).double()
                 means[name].append(m.mean(0).float())
                 r = m - m.mean(0)  # Cov(estimate) = sample covariance of the particles / k, summed over x
                 noise[name] = noise[name] + torch.einsum("kbu,kbv->uv", r, r) / (max(k - 1, 1) * k)
@@ -234,7 +224,7 @@ def layer_grid(
         raise ConfigError(
             "layer_grid needs latent sites that carry only the data plate (max_plate_nesting 1)"
         )
-    names = layer_names(model)
+    names = layer_order(model)
     name = _layer(names, layer)
     lower = set(names[: names.index(name)]) if below != "fixed" else set()
     with evaluating(model, guide):

@@ -15,10 +15,11 @@ from vaezoo.data import batches, num_batches
 from vaezoo.errors import ConfigError
 from vaezoo.guides.local import LocalFlow, LocalNormal
 from vaezoo.inference.ais import ais_log_likelihood
-from vaezoo.inference.importance import log_likelihood
-from vaezoo.inference.latents import LatentLayout, elbo_particles
+from vaezoo.inference.elbo import ELBO
+from vaezoo.inference.importance import Estimate, log_likelihood
 from vaezoo.inference.traces import run_pair
 from vaezoo.nets import evaluating
+from vaezoo.sites import LatentLayout
 
 ROWS = {
     "log_px_is": "log p̂(x), IS with the encoder",
@@ -32,32 +33,6 @@ ROWS = {
     "amortization_gap": "Amortization gap",
     "inference_gap": "Inference gap",
 }
-
-
-@dataclass
-class Row:
-    """A per-datapoint quantity: its values, their Monte Carlo standard errors, and summaries."""
-
-    values: torch.Tensor
-    mc_stderr: torch.Tensor
-
-    @property
-    def mean(self) -> float:
-        return self.values.mean().item()
-
-    @property
-    def stderr(self) -> float:
-        """Monte Carlo s.e. of the mean (estimator noise, the datapoints fixed)."""
-        return (self.mc_stderr.pow(2).sum().sqrt() / len(self.values)).item()
-
-    @property
-    def data_stderr(self) -> float:
-        """s.e. of the mean over draws of the datapoints."""
-        n = len(self.values)
-        return (self.values.std() / math.sqrt(n)).item() if n > 1 else float("nan")
-
-    def __sub__(self, other: Row) -> Row:
-        return Row(self.values - other.values, (self.mc_stderr.pow(2) + other.mc_stderr.pow(2)).sqrt())
 
 
 @dataclass
@@ -77,7 +52,7 @@ class GapTable:
     of the mean over datapoints (the gaps are paired per datapoint).
     """
 
-    rows: dict[str, Row]
+    rows: dict[str, Estimate]
     family: Literal["ffg", "flow"]
     log_px_source: str
     settings: dict[str, Any]
@@ -85,7 +60,7 @@ class GapTable:
 
     @property
     def n(self) -> int:
-        return len(self.rows["log_px"].values)
+        return len(self.rows["log_px"].per_datapoint)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -123,17 +98,18 @@ class GapTable:
 
 
 @torch.no_grad()
-def elbo_estimate(model, guide, x: torch.Tensor, k: int, chunk: int = 100) -> Row:
+def elbo_estimate(model, guide, x: torch.Tensor, k: int, chunk: int = 100) -> Estimate:
     """Per-datapoint ELBO from ``k`` samples (closed-form KL where valid) and its MC standard error."""
+    elbo = ELBO()
     terms = []
     done = 0
     while done < k:
         m = min(chunk, k - done)
-        terms.append(elbo_particles(run_pair(model, guide, x, m)).double())
+        terms.append(elbo.particle_terms(run_pair(model, guide, x, m)).double())
         done += m
     t = torch.cat(terms)
     se = t.std(0) / math.sqrt(k) if k > 1 else torch.full_like(t[0], float("nan"))
-    return Row(t.mean(0), se)
+    return Estimate(t.mean(0), se)
 
 
 def amortization_gap(
@@ -205,7 +181,7 @@ def amortization_gap(
         "flow_hidden": flow_hidden,
         "eval_k": eval_k,
     }
-    parts: dict[str, list[Row]] = {k: [] for k in ("is", "is_flow", "ais", "flow", "ffg", "amortized")}
+    parts: dict[str, list[Estimate]] = {k: [] for k in ("is", "is_flow", "ais", "flow", "ffg", "amortized")}
     seconds: dict[str, float] = {}
 
     @contextlib.contextmanager
@@ -237,11 +213,11 @@ def amortization_gap(
                 if is_k > 0:
                     with timed(f"IS-{is_k} q*_Flow", bar):
                         r = log_likelihood(model, local_flow, x, k=is_k, batch_size=n)
-                    parts["is_flow"].append(Row(r.per_datapoint, r.mc_stderr))
+                    parts["is_flow"].append(r)
             if is_k > 0:
                 with timed(f"IS-{is_k}", bar):
                     r = log_likelihood(model, guide, x, k=is_k, batch_size=n)
-                parts["is"].append(Row(r.per_datapoint, r.mc_stderr))
+                parts["is"].append(r)
             if ais_intermediate > 0:
                 with timed("AIS", bar):
                     r = ais_log_likelihood(
@@ -253,13 +229,9 @@ def amortization_gap(
                         step_size=ais_step_size,
                         batch_size=n,
                     )
-                parts["ais"].append(Row(r.per_datapoint, r.mc_stderr))
+                parts["ais"].append(r)
 
-    joined = {
-        k: Row(torch.cat([r.values for r in v]), torch.cat([r.mc_stderr for r in v]))
-        for k, v in parts.items()
-        if v
-    }
+    joined = {k: Estimate.cat(v) for k, v in parts.items() if v}
     candidates = {
         f"IS-{is_k}": joined.get("is"),
         f"IS-{is_k} q*_Flow": joined.get("is_flow"),

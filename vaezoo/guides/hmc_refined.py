@@ -9,17 +9,14 @@ import torch
 from vaezoo.config import resolve
 from vaezoo.errors import ConfigError
 from vaezoo.guides.bound import BoundGuide
+from vaezoo.guides.flat_latents import sample_flat
 from vaezoo.guides.semi_amortized import build_base
 from vaezoo.inference.hmc import HMC
-from vaezoo.inference.latents import (
-    LatentLayout,
-    enclosing_particles,
-    joint_parts,
-    sample_flat,
-    trace_pair,
-)
+from vaezoo.inference.potential import joint_parts
+from vaezoo.inference.traces import enclosing_particles, run_pair
 from vaezoo.nets import evaluating, frozen
 from vaezoo.registry import register_guide
+from vaezoo.sites import LatentLayout
 
 
 @dataclass(frozen=True)
@@ -103,7 +100,7 @@ class HMCRefined(BoundGuide):
         k, _ = enclosing_particles()
         refine = cfg.steps > 0 and (self.training or cfg.refine_in_eval)
         with frozen(model, keep=self):
-            pair = trace_pair(model, self.base, x, k)
+            pair = run_pair(model, self.base, x, k, nested=True)
             encoder_bound = pair.log_weight()  # (k, batch); its graph reaches the encoder only
             z = self.layout.join({n: pair.guide_sites[n]["value"] for n in self.layout.names}, k, x.shape[0])
             log_p = sum(pair.log_p(n) for n in pair.model_sites)

@@ -24,10 +24,12 @@ from vaezoo.config import resolve
 from vaezoo.errors import DataError
 from vaezoo.guides.bound import BoundGuide
 from vaezoo.guides.factorized import FactorizedGuide
+from vaezoo.guides.flat_latents import sample_flat
 from vaezoo.inference.elbo import ELBO
-from vaezoo.inference.latents import LatentLayout, enclosing_particles, sample_flat
+from vaezoo.inference.traces import enclosing_particles
 from vaezoo.models.base import check_shape
 from vaezoo.nets import evaluating, frozen
+from vaezoo.sites import LatentLayout
 
 
 @dataclass(frozen=True)

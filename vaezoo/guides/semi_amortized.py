@@ -11,9 +11,12 @@ import torch
 from vaezoo.config import resolve
 from vaezoo.errors import ConfigError
 from vaezoo.guides.bound import BoundGuide
-from vaezoo.inference.latents import LatentLayout, Shifted, elbo_particles, trace_pair
+from vaezoo.guides.flat_latents import Shifted
+from vaezoo.inference.elbo import ELBO
+from vaezoo.inference.traces import run_pair
 from vaezoo.nets import frozen
 from vaezoo.registry import build_guide, register_guide
+from vaezoo.sites import LatentLayout
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class SemiAmortized(BoundGuide):
     - ``backprop=False`` (Krishnan et al. 2018): lambda_K is a constant for the encoder, which is
       trained on its own ELBO(lambda_0) instead. That term enters through the site's log density as
       ELBO(lambda_0) - stop_gradient(ELBO(lambda_0)), which is zero in value, so reported bounds are
-      those of N(lambda_K) (see :class:`~vaezoo.inference.latents.Shifted`).
+      those of N(lambda_K) (see :class:`~vaezoo.guides.flat_latents.Shifted`).
 
     In both, the decoder gets only the direct gradient of ELBO(lambda_K): the steps run with the
     model's parameters frozen, as in Kim et al.'s implementation, in the model's current mode (the
@@ -117,8 +120,9 @@ class SemiAmortized(BoundGuide):
         return guide
 
     def _elbo(self, x: torch.Tensor, loc: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
-        pair = trace_pair(self.model, self._normal_guide(loc, log_scale), x, self.config.inner_particles)
-        return elbo_particles(pair).mean(0)
+        guide = self._normal_guide(loc, log_scale)
+        pair = run_pair(self.model, guide, x, self.config.inner_particles, nested=True)
+        return ELBO().particle_terms(pair).mean(0)
 
     def refine(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """``(loc_K, log_scale_K, elbo_0)``: refined parameters ``(batch, D)``, and for

@@ -20,15 +20,16 @@ from vaezoo.inference.free_energy import (
     mean_field_free_energy,
 )
 from vaezoo.inference.hmc import HMC, HMCState
-from vaezoo.inference.importance import LogLikelihood, log_likelihood
+from vaezoo.inference.importance import Estimate, LogLikelihood, log_likelihood
 from vaezoo.inference.iwae import IWAE, IWAEConfig
-from vaezoo.inference.latents import LatentLayout, log_joint
 from vaezoo.inference.messengers import ScaleLatents
 from vaezoo.inference.objective import Objective
+from vaezoo.inference.potential import log_joint
 from vaezoo.inference.score_function import NonReparam, Reparam, ScoreFunction, ScoreFunctionConfig
 from vaezoo.inference.traces import PairTrace, run_pair
 
 __all__ = [
+    "Estimate",
     "Objective",
     "ELBO",
     "ELBOConfig",
@@ -44,7 +45,6 @@ __all__ = [
     "ScaleLatents",
     "PairTrace",
     "run_pair",
-    "LatentLayout",
     "log_joint",
     "LogLikelihood",
     "log_likelihood",

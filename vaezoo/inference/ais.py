@@ -6,13 +6,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from tqdm.auto import tqdm
 
-from vaezoo.data import batches, num_batches
 from vaezoo.inference.hmc import HMC, evaluate
-from vaezoo.inference.importance import LogLikelihood, LogMeanWeight, chunk_size
-from vaezoo.inference.latents import LatentLayout, joint_parts, sample_prior
+from vaezoo.inference.importance import LogLikelihood, log_mean_weights
+from vaezoo.inference.potential import joint_parts, sample_prior
 from vaezoo.nets import evaluating, frozen
+from vaezoo.sites import LatentLayout
 
 
 @dataclass
@@ -113,28 +112,28 @@ def ais_log_likelihood(
         raise ValueError(f"need n_chains >= 1 and n_intermediate >= 1, got {n_chains}, {n_intermediate}")
     layout = LatentLayout(model, "AIS")
     betas = schedule(n_intermediate, schedule_kind)
-    estimates, errors, accepted, transitions = [], [], 0.0, 0
+    kernels: list[HMC] = []
+
+    def log_weights(x: torch.Tensor, c: int) -> torch.Tensor:
+        # Each chunk is an independent AIS run with its own step-size adaptation.
+        kernels.append(HMC(step_size, leapfrog_steps, target_accept, adapt=True, per_datapoint=True))
+        return _ais_chunk(model, x, layout, c, betas, kernels[-1])
+
     with evaluating(model), frozen(model):
-        for x in tqdm(
-            batches(data, batch_size),
-            total=num_batches(data, batch_size),
-            disable=not progress,
+        r = log_mean_weights(
+            model,
+            data,
+            n_chains,
+            log_weights,
+            batch_size=batch_size,
+            max_elements=max_elements,
+            progress=progress,
             desc=f"AIS chains={n_chains} T={n_intermediate}",
-        ):
-            c = chunk_size(n_chains, x.shape[0], model.x_numel, max_elements)
-            weights = LogMeanWeight(x.shape[0])
-            while weights.k < n_chains:
-                kernel = HMC(step_size, leapfrog_steps, target_accept, adapt=True, per_datapoint=True)
-                weights.add(_ais_chunk(model, x, layout, min(c, n_chains - weights.k), betas, kernel))
-                accepted += kernel.accepted
-                transitions += kernel.transitions
-            log_px, se = weights.result()
-            estimates.append(log_px)
-            errors.append(se)
+        )
     return AISLogLikelihood(
-        torch.cat(estimates),
-        torch.cat(errors),
+        r.per_datapoint,
+        r.mc_stderr,
         n_chains,
         n_intermediate=n_intermediate,
-        accept_rate=accepted / max(transitions, 1),
+        accept_rate=sum(k.accepted for k in kernels) / max(sum(k.transitions for k in kernels), 1),
     )

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from vaezoo.inference.objective import Objective, scaled_latents
-from vaezoo.inference.traces import run_pair
+from vaezoo.inference.traces import PairTrace, run_pair
 from vaezoo.registry import register_objective
 
 
@@ -44,8 +45,32 @@ class ELBO(Objective):
     def per_datapoint(self, model, guide, x: torch.Tensor, latent_weight: float = 1.0) -> torch.Tensor:
         with scaled_latents(latent_weight):
             pair = run_pair(model, guide, x, self.config.num_particles)
+        return self.particle_terms(pair).mean(0)
+
+    def score_function_fields(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "num_particles": c.num_particles,
+            "beta": c.beta,
+            "kl_warmup": c.kl_warmup,
+            "analytic_kl": c.analytic_kl,
+        }
+
+    @classmethod
+    def from_score_function_fields(cls, fields: Any) -> ELBO:
+        return cls(
+            num_particles=fields.num_particles,
+            analytic_kl=fields.analytic_kl,
+            beta=fields.beta,
+            kl_warmup=fields.kl_warmup,
+        )
+
+    def particle_terms(self, pair: PairTrace) -> torch.Tensor:
+        """The estimate's term of every particle and datapoint of ``pair``, shape ``(k, batch)``:
+        log p(x | z) - KL(q || p) per latent site where the closed form applies, else
+        log p(z) - log q(z | x); their mean over particles is :meth:`per_datapoint`."""
         total = sum(pair.log_p(name) for name in pair.observed)
         for name in pair.latent:
             kl = pair.analytic_kl(name) if self.config.analytic_kl else None
             total = total - kl if kl is not None else total + pair.log_p(name) - pair.log_q(name)
-        return total.mean(0)
+        return total

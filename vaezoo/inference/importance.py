@@ -1,8 +1,14 @@
-"""Importance-sampled log p(x) per datapoint, with particles vectorized in memory-bounded chunks."""
+"""Importance-sampled log p(x) per datapoint, with particles vectorized in memory-bounded chunks.
+
+:func:`log_mean_weights` is the loop every estimator of log p(x) shares (importance sampling here,
+annealed importance sampling in :mod:`vaezoo.inference.ais`): batches of datapoints, and for each
+batch chunks of log weights merged by log-sum-exp. Results are :class:`Estimate` s.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -14,21 +20,18 @@ from vaezoo.nets import evaluating
 
 
 @dataclass
-class LogLikelihood:
-    """Per-datapoint estimates log p̂(x_i) = log (1/k) sum_j p(x_i, z_j) / q(z_j | x_i), z_j ~ q.
+class Estimate:
+    """A per-datapoint estimate (a bound, log p̂(x), a gap) with its Monte Carlo standard errors.
 
-    ``mc_stderr[i]`` is the delta-method Monte Carlo standard error of log p̂(x_i),
-    sqrt(Var_q(w) / k) / E_q(w), from the same k weights. The estimate is a stochastic lower bound
-    (the IWAE-k bound): its bias is about -mc_stderr^2 / 2, small once mc_stderr is.
-
-    - :attr:`mean`: the average over the data set, the number reported as -NLL.
+    - :attr:`mean`: the average over the data set.
     - :attr:`stderr`: Monte Carlo standard error of that average (estimator noise, given the data).
-    - :attr:`data_stderr`: standard error of the average over draws of the test set.
+    - :attr:`data_stderr`: standard error of the average over draws of the data set.
+
+    Differences of two estimates on the same datapoints (``a - b``) add the Monte Carlo variances.
     """
 
     per_datapoint: torch.Tensor
     mc_stderr: torch.Tensor
-    k: int
 
     @property
     def mean(self) -> float:
@@ -42,6 +45,30 @@ class LogLikelihood:
     def data_stderr(self) -> float:
         n = len(self.per_datapoint)
         return (self.per_datapoint.std() / math.sqrt(n)).item() if n > 1 else float("nan")
+
+    def __sub__(self, other: Estimate) -> Estimate:
+        return Estimate(
+            self.per_datapoint - other.per_datapoint, (self.mc_stderr.pow(2) + other.mc_stderr.pow(2)).sqrt()
+        )
+
+    @staticmethod
+    def cat(parts: Iterable[Estimate]) -> Estimate:
+        """One estimate over the datapoints of ``parts``, in order."""
+        parts = list(parts)
+        return Estimate(torch.cat([p.per_datapoint for p in parts]), torch.cat([p.mc_stderr for p in parts]))
+
+
+@dataclass
+class LogLikelihood(Estimate):
+    """Per-datapoint estimates log p̂(x_i) = log (1/k) sum_j p(x_i, z_j) / q(z_j | x_i), z_j ~ q.
+
+    ``mc_stderr[i]`` is the delta-method Monte Carlo standard error of log p̂(x_i),
+    sqrt(Var_q(w) / k) / E_q(w), from the same k weights. The estimate is a stochastic lower bound
+    (the IWAE-k bound): its bias is about -mc_stderr^2 / 2, small once mc_stderr is. :attr:`mean`
+    is the number reported as -NLL.
+    """
+
+    k: int
 
     def __str__(self) -> str:
         return (
@@ -82,6 +109,35 @@ class LogMeanWeight:
         return log_px, (rel_var.clamp(min=0) / self.k).sqrt()
 
 
+def log_mean_weights(
+    model,
+    data,
+    k: int,
+    log_weights: Callable[[torch.Tensor, int], torch.Tensor],
+    *,
+    batch_size: int,
+    max_elements: int,
+    progress: bool,
+    desc: str,
+) -> Estimate:
+    """log (1/k) sum_j w_j for every datapoint in ``data``, and its delta-method s.e.
+
+    ``log_weights(x, m)`` returns ``m`` independent log weights per datapoint of the batch ``x``,
+    shape ``(m, batch)``; it is called with ``m`` chosen so a chunk holds at most ``max_elements``
+    elements of x-sized tensors, until ``k`` weights per datapoint are merged.
+    """
+    parts = []
+    for x in tqdm(
+        batches(data, batch_size), total=num_batches(data, batch_size), disable=not progress, desc=desc
+    ):
+        c = chunk_size(k, x.shape[0], model.x_numel, max_elements)
+        weights = LogMeanWeight(x.shape[0])
+        while weights.k < k:
+            weights.add(log_weights(x, min(c, k - weights.k)))
+        parts.append(Estimate(*weights.result()))
+    return Estimate.cat(parts)
+
+
 @torch.no_grad()
 def log_likelihood(
     model,
@@ -103,19 +159,19 @@ def log_likelihood(
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    estimates, errors = [], []
+
+    def log_weights(x: torch.Tensor, m: int) -> torch.Tensor:
+        return run_pair(model, guide, x, m).log_weight()
+
     with evaluating(model, guide):
-        for x in tqdm(
-            batches(data, batch_size),
-            total=num_batches(data, batch_size),
-            disable=not progress,
+        r = log_mean_weights(
+            model,
+            data,
+            k,
+            log_weights,
+            batch_size=batch_size,
+            max_elements=max_elements,
+            progress=progress,
             desc=f"IS k={k}",
-        ):
-            c = chunk_size(k, x.shape[0], model.x_numel, max_elements)
-            weights = LogMeanWeight(x.shape[0])
-            while weights.k < k:
-                weights.add(run_pair(model, guide, x, min(c, k - weights.k)).log_weight())
-            log_px, se = weights.result()
-            estimates.append(log_px)
-            errors.append(se)
-    return LogLikelihood(torch.cat(estimates), torch.cat(errors), k)
+        )
+    return LogLikelihood(r.per_datapoint, r.mc_stderr, k)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from pyro.poutine.messenger import Messenger
@@ -93,10 +94,25 @@ class IWAE(Objective):
           Carlo Objectives, ICLR.
     """
 
+    multi_sample = True
+
     def __init__(self, config: IWAEConfig | dict | None = None, **overrides):
         super().__init__(config, **overrides)
         if self.config.k < 1:
             raise ConfigError(f"iwae needs k >= 1 importance samples, got k={self.config.k}")
+
+    def score_function_fields(self) -> dict[str, Any]:
+        c = self.config
+        if c.dreg:
+            raise ConfigError(
+                "DReG is a pathwise estimator and cannot be combined with score-function gradients; "
+                "wrap IWAE(dreg=False)"
+            )
+        return {"num_particles": c.k, "beta": c.beta, "kl_warmup": c.kl_warmup}
+
+    @classmethod
+    def from_score_function_fields(cls, fields: Any) -> IWAE:
+        return cls(k=fields.num_particles, beta=fields.beta, kl_warmup=fields.kl_warmup)
 
     def log_weights(self, model, guide, x: torch.Tensor, latent_weight: float = 1.0) -> torch.Tensor:
         """log w_j per particle and datapoint, shape ``(k, batch)``, latent terms scaled."""

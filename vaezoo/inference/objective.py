@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from vaezoo.config import resolve
+from vaezoo.errors import ConfigError
 from vaezoo.inference.messengers import ScaleLatents
 
 
@@ -23,9 +24,18 @@ class Objective:
       objective (warm-up and beta applied), so learning rates do not depend on the batch size.
     - :meth:`loss`: the same number as a float, without a graph.
     - :meth:`bound`: the bound itself per datapoint, at full weight: what is reported.
+
+    Hooks for estimators that wrap an objective
+    (:class:`~vaezoo.inference.score_function.ScoreFunction`), which objectives implement if they
+    support it: :meth:`score_function_fields` / :meth:`from_score_function_fields` describe the
+    objective in the wrapper's flat config (so checkpoints rebuild it), and a bound that is the
+    log-mean of per-particle importance weights sets :attr:`multi_sample` and implements
+    :meth:`log_weights` (per-particle control variates such as VIMCO need them).
     """
 
     config_class: type
+    #: Whether :meth:`per_datapoint` is log (1/k) sum_j w_j of the weights :meth:`log_weights` gives.
+    multi_sample: ClassVar[bool] = False
 
     def __init__(self, config: Any = None, **overrides: Any):
         self.config = resolve(type(self).config_class, config, overrides)
@@ -51,6 +61,23 @@ class Objective:
 
     def bound(self, model, guide, x: torch.Tensor) -> torch.Tensor:
         return self.per_datapoint(model, guide, x, 1.0)
+
+    def log_weights(self, model, guide, x: torch.Tensor, latent_weight: float = 1.0) -> torch.Tensor:
+        """log w_j per particle and datapoint, shape ``(k, batch)``, for a :attr:`multi_sample` bound."""
+        raise ConfigError(f"{self.describe()} is not a bound built from per-particle importance weights")
+
+    def score_function_fields(self) -> dict[str, Any]:
+        """This objective as fields of a :class:`~vaezoo.inference.score_function.ScoreFunctionConfig`:
+        ``num_particles`` (its samples per datapoint) and those of ``beta``, ``kl_warmup``,
+        ``analytic_kl`` it has. Raises :class:`ConfigError` if it has no score-function form."""
+        raise ConfigError(
+            f"{self.describe()} has no score-function form (its class implements no score_function_fields)"
+        )
+
+    @classmethod
+    def from_score_function_fields(cls, fields: Any) -> Objective:
+        """The objective that :meth:`score_function_fields` described; ``fields`` has those attributes."""
+        raise ConfigError(f"{cls.__name__} has no score-function form")
 
     def describe(self) -> str:
         fields = ", ".join(f"{k}={v}" for k, v in vars(self.config).items())

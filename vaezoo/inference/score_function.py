@@ -17,11 +17,9 @@ from torch import nn
 from vaezoo.config import resolve
 from vaezoo.errors import ConfigError
 from vaezoo.inference.baselines import make_baseline, vimco_signals
-from vaezoo.inference.elbo import ELBO
-from vaezoo.inference.iwae import IWAE
 from vaezoo.inference.objective import Objective
 from vaezoo.inference.traces import per_datapoint
-from vaezoo.registry import build_objective, register_objective
+from vaezoo.registry import OBJECTIVES, register_objective
 
 
 class Reparam(Messenger):
@@ -65,7 +63,10 @@ class NonReparam(Messenger):
 
 @dataclass(frozen=True)
 class ScoreFunctionConfig:
-    bound: Literal["elbo", "iwae"] = field(default="elbo", metadata={"help": "the objective estimated"})
+    bound: str = field(
+        default="elbo",
+        metadata={"help": "the registered objective estimated, one with a score-function form (elbo, iwae)"},
+    )
     num_particles: int = field(
         default=1, metadata={"help": "samples of z per datapoint (the ELBO's num_particles, the IWAE's k)"}
     )
@@ -75,7 +76,8 @@ class ScoreFunctionConfig:
     )
     analytic_kl: bool = field(default=True, metadata={"help": "closed-form KL terms where valid (elbo)"})
     baseline: Literal["none", "avg", "nvil", "vimco"] = field(
-        default="avg", metadata={"help": "control variate of the score term (vimco: iwae only)"}
+        default="avg",
+        metadata={"help": "control variate of the score term (vimco: multi-sample bounds, iwae)"},
     )
     baseline_decay: float = field(default=0.9, metadata={"help": "decay of the running-average baseline"})
     baseline_hidden: tuple[int, ...] = field(
@@ -84,27 +86,6 @@ class ScoreFunctionConfig:
     score_sites: Literal["all", "discrete"] = field(
         default="all", metadata={"help": "guide sites given score-function gradients (others: pathwise)"}
     )
-
-
-def _wrapped_fields(objective: Objective) -> dict[str, Any]:
-    """The config fields that describe ``objective`` (so the config alone can rebuild it)."""
-    c = objective.config
-    if isinstance(objective, ELBO):
-        return {
-            "bound": "elbo",
-            "num_particles": c.num_particles,
-            "beta": c.beta,
-            "kl_warmup": c.kl_warmup,
-            "analytic_kl": c.analytic_kl,
-        }
-    if isinstance(objective, IWAE):
-        if c.dreg:
-            raise ConfigError(
-                "DReG is a pathwise estimator and cannot be combined with score-function gradients; "
-                "wrap IWAE(dreg=False)"
-            )
-        return {"bound": "iwae", "num_particles": c.k, "beta": c.beta, "kl_warmup": c.kl_warmup}
-    raise ConfigError(f"ScoreFunction wraps ELBO or IWAE objectives, not {type(objective).__name__}")
 
 
 @register_objective("score_function", ScoreFunctionConfig)
@@ -128,8 +109,10 @@ class ScoreFunction(Objective):
 
     Built as ``ScoreFunction(ELBO(), baseline="avg")``, ``ScoreFunction(IWAE(k=5),
     baseline="vimco")`` or from its config (``build_objective("score_function", ...)``); the wrapped
-    objective is rebuilt from the config, so checkpoints can rebuild it. Its baseline state and
-    parameters: :meth:`parameters`, :meth:`state_dict`.
+    objective is rebuilt from the config, so checkpoints can rebuild it. Any registered objective
+    that implements :meth:`~vaezoo.inference.objective.Objective.score_function_fields` can be
+    wrapped (``vimco`` also needs a :attr:`~vaezoo.inference.objective.Objective.multi_sample`
+    bound). Its baseline state and parameters: :meth:`parameters`, :meth:`state_dict`.
 
     Deviation: with ``bound="elbo"`` and several particles each particle's score is multiplied by
     the datapoint's whole estimate (unbiased, not Rao-Blackwellized per particle).
@@ -151,7 +134,8 @@ class ScoreFunction(Objective):
     ):
         if isinstance(objective, Objective):
             given = dataclasses.asdict(resolve(ScoreFunctionConfig, config)) if config is not None else {}
-            config = {**given, **_wrapped_fields(objective)}
+            name = getattr(type(objective), "registry_name", type(objective).__name__)
+            config = {**given, "bound": name, **objective.score_function_fields()}
         elif config is not None:
             raise TypeError("pass an objective to wrap and/or a config, not two configs")
         else:
@@ -160,17 +144,13 @@ class ScoreFunction(Objective):
         cfg = self.config
         if cfg.num_particles < 1:
             raise ConfigError(f"num_particles must be >= 1, got {cfg.num_particles}")
-        if cfg.baseline == "vimco" and (cfg.bound != "iwae" or cfg.num_particles < 2):
+        wrapped = OBJECTIVES.get(cfg.bound).factory
+        if cfg.baseline == "vimco" and (not wrapped.multi_sample or cfg.num_particles < 2):
             raise ConfigError(
-                "baseline 'vimco' needs the multi-sample bound: bound='iwae' with num_particles >= 2, "
+                "baseline 'vimco' needs a multi-sample bound (e.g. bound='iwae') with num_particles >= 2, "
                 f"got bound={cfg.bound!r}, num_particles={cfg.num_particles}"
             )
-        if cfg.bound == "elbo":
-            inner = {"num_particles": cfg.num_particles, "analytic_kl": cfg.analytic_kl}
-        else:
-            inner = {"k": cfg.num_particles}
-        inner.update(beta=cfg.beta, kl_warmup=cfg.kl_warmup)
-        self.objective = build_objective(cfg.bound, inner)
+        self.objective = wrapped.from_score_function_fields(cfg)
         self.baseline = make_baseline(cfg.baseline, cfg.baseline_decay, cfg.baseline_hidden)
 
     def parameters(self) -> Iterator[nn.Parameter]:

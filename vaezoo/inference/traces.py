@@ -5,16 +5,24 @@ outer ``pyro.plate("particles", k)`` placed left of the model's own plates, the 
 the guide's samples, and :class:`PairTrace` turns the two traces into ``(k, batch)`` tensors, one
 per site, so that bounds are formed **per datapoint** (which IWAE and importance sampling need; a
 scalar loss as in :class:`pyro.infer.Trace_ELBO` would mix datapoints inside the log-sum-exp).
+
+A run can also be *nested*: started from inside a guide that an objective is already running
+under its own particle plate (refinement steps, MCMC potentials). :func:`particle_plate` then
+hides the run from every enclosing handler and opens its plate left of every enclosing plate,
+under a name of its own (Pyro refuses two plates of one name); :class:`PairTrace` is told that name.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pyro
 import torch
 from pyro import poutine
 from pyro.distributions.util import scale_and_mask
+from pyro.poutine.runtime import get_plates
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import kl_divergence
 
@@ -25,11 +33,65 @@ PARTICLES = "particles"
 DATA = "data"
 
 
-def per_datapoint(value: torch.Tensor, site: dict) -> torch.Tensor:
+@dataclass(frozen=True)
+class Particles:
+    """The particle plate of a run: its name, size and (negative) dim."""
+
+    name: str
+    size: int
+    dim: int
+
+    @property
+    def lead(self) -> int:
+        """Number of plate dims of a site inside the run, particles leftmost."""
+        return -self.dim
+
+
+def plate_dims(model) -> int:
+    """Number of plate dimensions of a run, counting the particle plate left of the model's own."""
+    return getattr(model, "max_plate_nesting", 1) + 1
+
+
+def _is_particle_plate(name: str) -> bool:
+    return name == PARTICLES or name.startswith(PARTICLES + "@")
+
+
+@contextlib.contextmanager
+def particle_plate(model, size: int, nested: bool = False) -> Iterator[Particles]:
+    """Run the body under a particle plate of ``size`` for ``model``, ``pyro.plate("particles")``.
+
+    ``nested=True``: safe inside a guide that already runs under a particle plate. Every enclosing
+    handler is blocked (so no inner site reaches an enclosing trace or plate), and the plate sits
+    left of every enclosing plate, at a dim Pyro's global allocator would otherwise refuse, named
+    ``"particles@<lead>"`` after its dim. Parameter statements are skipped where nothing outside can
+    collect them (:func:`~vaezoo.zoo_module.param_statements_skipped`).
+    """
+    dim = -plate_dims(model)
+    name = PARTICLES
+    if nested:
+        dim = min([dim, *[f.dim - 1 for f in get_plates() if f.dim is not None]])
+        name = f"{PARTICLES}@{-dim}"
+    with param_statements_skipped(), poutine.block() if nested else contextlib.nullcontext():
+        with pyro.plate(name, size, dim=dim):
+            yield Particles(name, size, dim)
+
+
+def enclosing_particles() -> tuple[int, int | None]:
+    """``(k, lead)`` of the innermost particle plate around the caller (lead = plate dims, particles
+    leftmost), or ``(1, None)`` when a guide runs without one."""
+    frames = [f for f in get_plates() if _is_particle_plate(f.name)]
+    if not frames:
+        return 1, None
+    inner = min(frames, key=lambda f: f.dim)  # a nested run's plate is left of the one it runs in
+    return inner.size, -inner.dim
+
+
+def per_datapoint(value: torch.Tensor, site: dict, particles: str = PARTICLES) -> torch.Tensor:
     """Reduce a site's (broadcastable) batch-shaped tensor to shape ``(k, batch)``.
 
-    Sums over every plate dimension but the particle and data plates, read from the site's
-    ``cond_indep_stack``; used for log densities, KL terms and estimator surrogates alike.
+    Sums over every plate dimension but the particle plate (named ``particles``) and the data
+    plate, read from the site's ``cond_indep_stack``; used for log densities, KL terms and
+    estimator surrogates alike.
     """
     frames = {f.name: f for f in site["cond_indep_stack"]}
     if DATA not in frames:
@@ -37,15 +99,15 @@ def per_datapoint(value: torch.Tensor, site: dict) -> torch.Tensor:
             f"sample site {site['name']!r} is outside pyro.plate({DATA!r}); every site of a vaezoo model "
             "and guide must sit inside the data plate so that bounds are per datapoint"
         )
-    keep = [frames[DATA].dim] + ([frames[PARTICLES].dim] if PARTICLES in frames else [])
+    keep = [frames[DATA].dim] + ([frames[particles].dim] if particles in frames else [])
     n = max(value.dim(), *(-d for d in keep))
     value = value.reshape((1,) * (n - value.dim()) + value.shape)
     other = [d for d in range(-n, 0) if d not in keep]
     if other:
         value = value.sum(other)
-    if PARTICLES not in frames:
+    if particles not in frames:
         value = value.unsqueeze(0)
-    k = frames[PARTICLES].size if PARTICLES in frames else 1
+    k = frames[particles].size if particles in frames else 1
     return value.expand(k, frames[DATA].size)
 
 
@@ -59,13 +121,17 @@ def _sample_sites(trace) -> dict[str, dict]:
 
 @dataclass
 class PairTrace:
-    """The traces of one guide run and the model replayed on it, with ``k`` particles per datapoint."""
+    """The traces of one guide run and the model replayed on it, with ``k`` particles per datapoint.
+
+    ``particles`` names the run's particle plate (see :func:`particle_plate`).
+    """
 
     model_trace: poutine.Trace
     guide_trace: poutine.Trace
     num_particles: int
     batch_size: int
     plate_dims: int
+    particles: str = PARTICLES
 
     def __post_init__(self) -> None:
         self.model_sites = _sample_sites(self.model_trace)
@@ -76,7 +142,7 @@ class PairTrace:
 
     def per_datapoint(self, value: torch.Tensor, site: dict, name: str) -> torch.Tensor:
         """:func:`per_datapoint` of ``value`` at ``site``, shape ``(k, batch)``."""
-        return per_datapoint(value, site)
+        return per_datapoint(value, site, self.particles)
 
     def _log_prob(self, site: dict, name: str) -> torch.Tensor:
         lp = site["fn"].log_prob(site["value"])
@@ -142,23 +208,17 @@ def check_sites_agree(model_sites: dict[str, dict], guide_sites: dict[str, dict]
         raise ConfigError("model and guide do not match: " + "; ".join(problems))
 
 
-def plate_dims(model) -> int:
-    """Number of plate dimensions of a run, counting the particle plate left of the model's own."""
-    return getattr(model, "max_plate_nesting", 1) + 1
-
-
-def run_pair(model, guide, x: torch.Tensor, num_particles: int = 1) -> PairTrace:
+def run_pair(model, guide, x: torch.Tensor, num_particles: int = 1, *, nested: bool = False) -> PairTrace:
     """Trace ``guide(x)`` and ``model(x)`` replayed on its samples, ``num_particles`` per datapoint.
 
     The model checks ``x`` first, so bad data is reported in the model's terms rather than as a
-    failure deep inside the guide's networks. Parameter statements are skipped unless a Pyro handler
-    outside this call may be collecting them (:func:`~vaezoo.zoo_module.param_statements_skipped`).
+    failure deep inside the guide's networks. ``nested=True`` runs the pair from inside a guide
+    (see :func:`particle_plate`); ``x`` is then the enclosing run's, already checked.
     """
     check = getattr(model, "check_x", None)
-    if check is not None:
+    if check is not None and not nested:
         check(x)
-    dims = plate_dims(model)
-    with param_statements_skipped(), pyro.plate(PARTICLES, num_particles, dim=-dims):
+    with particle_plate(model, num_particles, nested) as plate:
         guide_trace = poutine.trace(guide).get_trace(x)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
-    return PairTrace(model_trace, guide_trace, num_particles, x.shape[0], dims)
+    return PairTrace(model_trace, guide_trace, num_particles, x.shape[0], plate.lead, plate.name)
