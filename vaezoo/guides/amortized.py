@@ -22,9 +22,13 @@ from vaezoo.zoo_module import ZooModule
 
 @dataclass(frozen=True)
 class AmortizedNormalConfig:
-    hidden: tuple[int, ...] = field(default=(200, 200), metadata={"help": "encoder hidden widths, from x up"})
+    hidden: tuple[int, ...] = field(
+        default=(200, 200), metadata={"help": "encoder hidden widths, from x up", "min": 1}
+    )
     activation: Literal["tanh", "relu", "elu", "leaky_relu", "softplus"] = "tanh"
-    min_scale: float = field(default=1e-4, metadata={"help": "floor on posterior standard deviations"})
+    min_scale: float = field(
+        default=1e-4, metadata={"help": "floor on posterior standard deviations", "min": 0}
+    )
 
 
 @register_guide("amortized", AmortizedNormalConfig)
