@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import torch
 
 from vaezoo.config import to_dict
 from vaezoo.errors import CheckpointError
+from vaezoo.files import atomic_write
 from vaezoo.registry import GUIDES, MODELS, OBJECTIVES, build_guide, build_model, build_objective
 
 FORMAT = "vaezoo-checkpoint"
@@ -28,18 +28,7 @@ def spec(obj: Any) -> dict[str, Any]:
 
 def save(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     """Write ``payload`` to ``path`` atomically: a crash leaves the previous file intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save({"format": FORMAT, "version": VERSION, **payload}, f))
 
 
 def load(path: str | os.PathLike) -> dict[str, Any]:
