@@ -249,3 +249,26 @@ def from_args(cls: type[C], args: argparse.Namespace, prefix: str = "", **fixed:
             raise
         raise ConfigError(f"{flag(e.key, prefix)} {_shown(e.value)}: must be {e.allowed}", e.key, e.value,
                           e.allowed) from None
+
+
+def check_argument(name: str, value: Any, tp: type, **constraint: Any) -> Any:
+    """A function argument held to the same vocabulary as a config field (``min=1``, ...); returns it.
+
+    :raises ConfigError: naming the argument, its value and what is allowed.
+    """
+    try:
+        if tp is int and isinstance(value, bool):
+            raise _invalid(name, value, "an integer")
+        value = _coerce(name, tp, value)
+        _check_value(name, tp, constraint, value)
+    except ConfigError as e:
+        message = f"argument {name!r} = {e.value!r} is not allowed: must be {e.allowed}"
+        raise ConfigError(message, name, e.value, e.allowed) from None
+    return value
+
+
+class Checked:
+    """Mixin of a config dataclass that holds itself to its constraints when built directly, too."""
+
+    def __post_init__(self) -> None:
+        check(self)

@@ -1,4 +1,5 @@
-"""Files written whole or not at all, with the permissions the user's umask asks for.
+"""Files written whole or not at all, with the permissions the user's umask asks for; output paths
+checked for writability before any work is done.
 
 A crash (even SIGKILL) while writing leaves the previous file intact and at most a ``*.tmp``
 sibling, which :func:`remove_leftovers` clears on the next run.
@@ -11,6 +12,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+
+from vaezoo.errors import ConfigError
 
 
 def _umask_mode() -> int:
@@ -51,3 +54,48 @@ def remove_leftovers(path: str | os.PathLike) -> list[Path]:
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
+
+
+def _probe(folder: Path, what: str) -> None:
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".vaezoo-probe.", suffix=".tmp")
+    except OSError as e:
+        message = f"{what}: cannot write in {folder} ({e.strerror}); choose a writable place"
+        raise ConfigError(message) from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def writable_dir(path: str | os.PathLike, what: str) -> Path:
+    """Create folder ``path`` if needed and make sure files can be written in it; ``what`` names it.
+
+    :raises ConfigError: ``"<what> <path>: ..."`` when it is a file, cannot be created or is read-only.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} {path}: is a file, not a folder; choose another folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        message = f"{what} {path}: cannot create the folder ({e.strerror}); choose another"
+        raise ConfigError(message) from None
+    _probe(path, f"{what} {path}")
+    return path
+
+
+def writable_file(path: str | os.PathLike, what: str, suffixes: tuple[str, ...] = ()) -> Path:
+    """Make sure file ``path`` can be written (its folder is created), before any work is done.
+
+    :param suffixes: the extensions allowed (lower case, with the dot); empty for any.
+    :raises ConfigError: naming ``what`` and ``path`` when it is a folder, has another extension, or
+        its folder cannot be created or written.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{what} {path}: is a folder; give a file name")
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise ConfigError(f"{what} {path}: must end in one of {', '.join(suffixes)}")
+    writable_dir(path.parent, f"{what} {path}: its folder")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"{what} {path}: the file exists and is read-only; choose another name")
+    return path
