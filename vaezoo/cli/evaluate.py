@@ -47,7 +47,7 @@ def evaluate(args: argparse.Namespace) -> None:
 
     cfg = from_args(EvalConfig, args)
     if cfg.json:
-        writable_file(cfg.json, "--json", (".json",))
+        writable_file(cfg.json, "--json")
     model, guide, test_set = restore_with_test_set(cfg, cfg.n, "eval")
     torch.manual_seed(cfg.seed)
     result = log_likelihood(model, guide, test_set, k=cfg.k, batch_size=cfg.batch_size, progress=cfg.progress)

@@ -45,7 +45,7 @@ def gap(args: argparse.Namespace) -> None:
 
     cfg = from_args(GapConfig, args)
     if cfg.json:
-        writable_file(cfg.json, "--json", (".json",))
+        writable_file(cfg.json, "--json")
     model, guide, test_set = restore_with_test_set(cfg, cfg.n, "gap")
     torch.manual_seed(cfg.seed)
     table = amortization_gap(
