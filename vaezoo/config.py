@@ -207,8 +207,8 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "", titl
         tp, _ = _strip_optional(hints[f.name])
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         help_text = f.metadata.get("help", "")
-        if "zero" in f.metadata:
-            help_text += f" (0: {f.metadata['zero']})"
+        if set(f.metadata) & set(CONSTRAINTS):
+            help_text += f" (allowed: {allowed(hints[f.name], f.metadata)})"
         if not required:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
             help_text = f"{help_text} (default: {default})".strip()
