@@ -78,3 +78,45 @@ def test_every_registered_thing_has_a_dataclass_config():
     for registry in (MODELS, GUIDES, OBJECTIVES):
         for name in registry.names():
             assert dataclasses.is_dataclass(registry.get(name).config), (registry.kind, name)
+
+
+def _every_config():
+    from vaezoo.cli.evaluate import EvalConfig, SampleConfig
+    from vaezoo.cli.study import GapConfig, TraverseConfig
+
+    yield from (TrainConfig, EvalConfig, SampleConfig, GapConfig, TraverseConfig)
+    for registry in (MODELS, GUIDES, OBJECTIVES):
+        for name in registry.names():
+            yield registry.get(name).config
+
+
+def test_every_numeric_field_declares_what_it_accepts():
+    import dataclasses
+    import typing
+
+    from vaezoo.config import CONSTRAINTS
+
+    bounds = {"min", "max", "above", "below"}
+    for cls in _every_config():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            assert set(f.metadata) <= {*CONSTRAINTS, "help", "cli"}, (cls.__name__, f.name)
+            element = typing.get_args(hints[f.name])[:1]
+            if hints[f.name] in (int, float) or element in ((int,), (float,)):
+                assert bounds & set(f.metadata), f"{cls.__name__}.{f.name} declares no range"
+
+
+def test_constraints_are_stated_in_the_message_and_the_help():
+    from vaezoo.config import check_argument
+
+    with pytest.raises(ConfigError, match=r"'z_dim' = 0 is not allowed: must be an integer >= 1"):
+        from_dict(VAEConfig, {"z_dim": 0})
+    with pytest.raises(ConfigError, match=r"argument 'k' = 2.5 is not allowed: must be an integer"):
+        check_argument("k", 2.5, int, min=1)
+    assert check_argument("lr", 1, float, above=0) == 1.0
+    parser = argparse.ArgumentParser()
+    add_flags(parser, TrainConfig)
+    assert "(allowed: an integer >= 0 (0: all))" in " ".join(parser.format_help().split())
+    args = parser.parse_args(["--lr", "nan"])
+    with pytest.raises(ConfigError, match=r"^--lr nan: must be a finite number > 0$"):
+        from_args(TrainConfig, args)

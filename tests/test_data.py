@@ -103,3 +103,33 @@ def test_real_fashion_mnist_from_the_debian_package(monkeypatch):
     monkeypatch.delenv("VAEZOO_DATA", raising=False)
     test = data.load("fashion-mnist", "test", "none")
     assert len(test) == 10000 and test.labels.unique().tolist() == list(range(10))
+
+
+def test_replaced_files_are_seen_by_the_next_load(tmp_path, monkeypatch):
+    # The prepared copy is keyed by folder; it must follow the files' content, not just the path.
+    monkeypatch.delenv("VAEZOO_DATA", raising=False)
+    folder = write_idx(tmp_path / "d", n_train=10, n_test=5, side=28, seed=0)
+    first = data.load("mnist", "train", "none", data_dir=folder)
+    assert len(first) == 10 and first.x_shape == (1, 28, 28)
+    write_idx(folder, n_train=12, n_test=5, side=14, seed=3)
+    second = data.load("mnist", "train", "none", data_dir=folder)
+    assert len(second) == 12 and second.x_shape == (1, 14, 14)
+
+
+def test_an_empty_data_dir_is_an_error_not_a_fallback(idx_root, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"mnist data not found(?s:.*)data_dir argument: .*empty"):
+        data.load("mnist", data_dir=tmp_path / "empty")
+    assert data.load("mnist").source.endswith("mnist"), "without data_dir, VAEZOO_DATA is used"
+
+
+def test_prepared_files_follow_the_umask(tmp_path, monkeypatch):
+    monkeypatch.delenv("VAEZOO_DATA", raising=False)
+    folder = write_idx(tmp_path / "d", n_train=4, n_test=4)
+    old = os.umask(0o022)
+    try:
+        root = data.locate("mnist", folder)
+    finally:
+        os.umask(old)
+    modes = {p.stat().st_mode & 0o777 for p in (root / "MNIST" / "raw").iterdir()}
+    assert modes == {0o644}

@@ -190,3 +190,38 @@ def test_objective_parameters_are_trained_checkpointed_and_resumed(tmp_path):
     assert resumed.holder.shift.item() == straight.holder.shift.item()
     saved = checkpoint.load(tmp_path / "b" / CHECKPOINT)["state"]["objective"]
     assert saved["shift"].item() == resumed.holder.shift.item()
+
+
+def test_resume_lists_every_difference(tmp_path):
+    model, guide = small()
+    fit(model, guide, DATA, ELBO(), epochs=1, batch_size=32, out=tmp_path, progress=False,
+        data_spec={"dataset": "mnist", "binarize": "dynamic"})
+    with pytest.raises(CheckpointError) as info:
+        fit(model, guide, DATA, ELBO(beta=2.0), epochs=2, batch_size=16, out=tmp_path, progress=False,
+            data_spec={"dataset": "fashion-mnist", "binarize": "dynamic"})
+    message = str(info.value)
+    for line in ("objective.config.beta: 1.0 -> 2.0", "train.batch_size: 32 -> 16",
+                 "data.dataset: 'mnist' -> 'fashion-mnist'", "--no-resume", "another --out"):
+        assert line in message
+
+
+def test_leftover_temporary_files_are_removed_and_files_follow_the_umask(tmp_path):
+    import os
+
+    (tmp_path / "checkpoint.pt.abc123.tmp").write_bytes(b"half a checkpoint")
+    model, guide = small()
+    old = os.umask(0o022)
+    try:
+        fit(model, guide, DATA, ELBO(), epochs=1, batch_size=32, out=tmp_path, progress=False)
+    finally:
+        os.umask(old)
+    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT]
+    assert (tmp_path / CHECKPOINT).stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int64, torch.bool, torch.float64])
+def test_tensor_data_of_another_dtype_is_converted(dtype):
+    model, guide = small()
+    history = fit(model, guide, DATA.to(dtype), ELBO(), epochs=1, batch_size=32, progress=False)
+    reference = fit(*small(), DATA, ELBO(), epochs=1, batch_size=32, progress=False)
+    assert history[0]["train_loss"] == pytest.approx(reference[0]["train_loss"], rel=1e-5)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from vaezoo.config import to_dict
-from vaezoo.errors import CheckpointError
+from vaezoo.errors import CheckpointError, ConfigError
+from vaezoo.files import atomic_write
 from vaezoo.registry import GUIDES, MODELS, OBJECTIVES, build_guide, build_model, build_objective
 
 FORMAT = "vaezoo-checkpoint"
@@ -28,18 +28,7 @@ def spec(obj: Any) -> dict[str, Any]:
 
 def save(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     """Write ``payload`` to ``path`` atomically: a crash leaves the previous file intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save({"format": FORMAT, "version": VERSION, **payload}, f))
 
 
 def load(path: str | os.PathLike) -> dict[str, Any]:
@@ -76,12 +65,18 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
-def restore(path: str | os.PathLike):
-    """Rebuild ``(model, guide, objective, payload)`` from a checkpoint, weights loaded, in eval mode."""
-    payload = load(path)
-    model = build_model(payload["model"]["name"], payload["model"]["config"])
-    guide = build_guide(payload["guide"]["name"], model, payload["guide"]["config"])
-    objective = build_objective(payload["objective"]["name"], payload["objective"]["config"])
+def restore(path: str | os.PathLike, payload: dict[str, Any] | None = None):
+    """Rebuild ``(model, guide, objective, payload)`` from a checkpoint, weights loaded, in eval mode.
+
+    :param payload: what :func:`load` already read from ``path``, to spare a second read.
+    """
+    payload = load(path) if payload is None else payload
+    try:
+        model = build_model(payload["model"]["name"], payload["model"]["config"])
+        guide = build_guide(payload["guide"]["name"], model, payload["guide"]["config"])
+        objective = build_objective(payload["objective"]["name"], payload["objective"]["config"])
+    except ConfigError as e:
+        raise CheckpointError(f"checkpoint {path} holds a config this vaezoo refuses: {e}") from None
     try:
         model.load_state_dict(payload["state"]["model"])
         guide.load_state_dict(payload["state"]["guide"])

@@ -8,18 +8,23 @@ Where the files come from, in order (the first folder that holds the four standa
 3. torchvision's own root under the vaezoo cache (where ``download=True`` puts the files);
 4. the Debian package location (``/usr/share/datasets/fashion-mnist`` for Fashion-MNIST).
 
-A folder of ``.gz`` files is enough: the files are unpacked once into torchvision's ``raw/`` layout
-under the cache (``VAEZOO_CACHE``, default ``~/.cache/vaezoo``), and torchvision's dataset classes
-read them from there. Nothing is downloaded unless ``download=True``.
+A folder given as ``data_dir`` must hold the files: it is never silently passed over for the next
+place, so what a run records as its data folder is what it read.
+
+A folder of ``.gz`` files is enough: the files are unpacked into torchvision's ``raw/`` layout under
+the cache (``VAEZOO_CACHE``, default ``~/.cache/vaezoo``), and torchvision's dataset classes read
+them from there. The cache records the size and modification time of every source file it was
+unpacked from and is rebuilt when they change, so replaced files are never shadowed by an old
+copy. Nothing is downloaded unless ``download=True``.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +34,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from vaezoo.errors import DataError
+from vaezoo.files import atomic_write
 
 Binarize = Literal["dynamic", "static", "none"]
 IDX_FILES = (
@@ -63,45 +69,68 @@ def _has_idx(folder: Path) -> bool:
 def _candidates(name: str, data_dir: str | os.PathLike | None) -> list[tuple[str, Path]]:
     src = SOURCES[name]
     found: list[tuple[str, Path]] = []
-    for label, root in (("data_dir argument", data_dir), ("VAEZOO_DATA", os.environ.get("VAEZOO_DATA"))):
+    if data_dir:
+        given = (("data_dir argument", data_dir),)
+    else:
+        given = (("VAEZOO_DATA", os.environ.get("VAEZOO_DATA")),)
+    for label, root in given:
         if root:
             root = Path(root).expanduser()
             for d in (root, root / src.folder, root / src.torchvision_class / "raw"):
                 found.append((label, d))
+    if data_dir:
+        return found
     found.append(("torchvision root", cache_dir() / "torchvision" / src.torchvision_class / "raw"))
     found += [("system package", Path(d)) for d in src.system_dirs]
     return found
 
 
+def _source_file(folder: Path, f: str) -> Path:
+    return folder / f if (folder / f).is_file() else folder / (f + ".gz")
+
+
+def _fingerprint(folder: Path) -> dict[str, list[int]]:
+    """Size and modification time (ns) of each source file: what a prepared copy was made from."""
+    stats = {f: _source_file(folder, f).stat() for f in IDX_FILES}
+    return {_source_file(folder, f).name: [s.st_size, s.st_mtime_ns] for f, s in stats.items()}
+
+
+def _unpack(source: Path, out) -> None:
+    opener = gzip.open if source.suffix == ".gz" else open
+    with opener(source, "rb") as inp:
+        shutil.copyfileobj(inp, out)
+
+
 def _prepare_root(name: str, folder: Path) -> Path:
-    """A torchvision root whose ``<Class>/raw`` holds the uncompressed IDX files of ``folder``."""
+    """A torchvision root whose ``<Class>/raw`` holds the uncompressed IDX files of ``folder``.
+
+    The copy is rebuilt whenever the fingerprint of ``folder``'s files differs from the one
+    recorded beside it; the record is written last, so an interrupted unpack is redone.
+    """
     cls = SOURCES[name].torchvision_class
     if folder.name == "raw" and folder.parent.name == cls and all((folder / f).is_file() for f in IDX_FILES):
         return folder.parent.parent
     key = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:12]
     root = cache_dir() / "prepared" / f"{name}-{key}"
     raw = root / cls / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
+    record = root / "source.json"
+    fingerprint = _fingerprint(folder)
+    try:
+        if json.loads(record.read_text()) == {"folder": str(folder.resolve()), "files": fingerprint}:
+            return root
+    except (OSError, ValueError):
+        pass  # no record, or a damaged one: rebuild
+    record.unlink(missing_ok=True)
     for f in IDX_FILES:
-        target = raw / f
-        if target.is_file():
-            continue
-        # Unpack to a temporary name and rename, so an interrupted run never leaves half a file.
-        fd, tmp = tempfile.mkstemp(dir=raw, prefix=f + ".")
+        source = _source_file(folder, f)
         try:
-            with os.fdopen(fd, "wb") as out:
-                if (folder / f).is_file():
-                    with open(folder / f, "rb") as inp:
-                        shutil.copyfileobj(inp, out)
-                else:
-                    with gzip.open(folder / (f + ".gz"), "rb") as inp:
-                        shutil.copyfileobj(inp, out)
-            os.replace(tmp, target)
+            atomic_write(raw / f, lambda out, source=source: _unpack(source, out), sync=False)
         except (OSError, EOFError) as e:
-            Path(tmp).unlink(missing_ok=True)
             raise DataError(
-                f"cannot read {folder / f}(.gz): {e}; the file is corrupt or truncated, replace it"
+                f"cannot read {source}: {e}; the file is corrupt or truncated, replace it"
             ) from None
+    blob = json.dumps({"folder": str(folder.resolve()), "files": fingerprint}, indent=1).encode()
+    atomic_write(record, lambda out: out.write(blob), sync=False)
     return root
 
 
@@ -120,17 +149,29 @@ def _not_found(name: str, tried: list[tuple[str, Path]]) -> DataError:
     )
 
 
-def locate(name: str, data_dir: str | os.PathLike | None = None, download: bool = False) -> Path:
-    """The torchvision root to read data set ``name`` from (see the module docstring for the order)."""
+def find(name: str, data_dir: str | os.PathLike | None = None, download: bool = False) -> Path | None:
+    """The folder holding data set ``name``'s IDX files (see the module docstring for the order).
+
+    ``None`` when the files are not found and ``download`` is set (torchvision will fetch them).
+    """
     if name not in SOURCES:
         raise DataError(f"unknown data set {name!r}; available: {', '.join(sorted(SOURCES))}")
     tried = _candidates(name, data_dir)
     for _, folder in tried:
         if _has_idx(folder):
-            return _prepare_root(name, folder)
+            return folder
     if download:
-        return cache_dir() / "torchvision"
+        return None
     raise _not_found(name, tried)
+
+
+def locate(name: str, data_dir: str | os.PathLike | None = None, download: bool = False) -> Path:
+    """The torchvision root to read data set ``name`` from (see the module docstring for the order)."""
+    return _root(name, find(name, data_dir, download))
+
+
+def _root(name: str, folder: Path | None) -> Path:
+    return cache_dir() / "torchvision" if folder is None else _prepare_root(name, folder)
 
 
 class ImageData(Dataset):
@@ -142,8 +183,11 @@ class ImageData(Dataset):
     - ``"none"``: grey levels / 255.
 
     Indexing with a list or tensor of indices returns a whole batch at once, which
-    :func:`batches` uses to avoid per-item overhead.
+    :func:`batches` uses to avoid per-item overhead. ``source`` names the folder the images were
+    read from (``"download"`` for torchvision's download), which a checkpoint records.
     """
+
+    source = ""
 
     def __init__(
         self, images: torch.Tensor, labels: torch.Tensor, binarize: Binarize = "dynamic", seed: int = 0
@@ -186,7 +230,8 @@ def load(
 
     if split not in ("train", "test"):
         raise DataError(f"split must be 'train' or 'test', got {split!r}")
-    root = locate(name, data_dir, download)
+    folder = find(name, data_dir, download)
+    root = _root(name, folder)
     cls = getattr(torchvision.datasets, SOURCES[name].torchvision_class)
     try:
         ds = cls(str(root), train=split == "train", download=download)
@@ -199,7 +244,9 @@ def load(
         raise DataError(
             f"the {name} IDX files under {root} are corrupt ({e}); replace them with intact copies"
         ) from None
-    return ImageData(ds.data, ds.targets, binarize, seed)
+    images = ImageData(ds.data, ds.targets, binarize, seed)
+    images.source = "download" if folder is None else str(folder.resolve())
+    return images
 
 
 def batches(

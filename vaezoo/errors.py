@@ -10,7 +10,15 @@ class VaezooError(Exception):
 
 
 class ConfigError(VaezooError, ValueError):
-    """A configuration key or value is not valid."""
+    """A configuration key or value is not valid.
+
+    ``key``, ``value`` and ``allowed`` name the offending field, when there is one, so the command line
+    can restate the message in terms of the flag the user typed.
+    """
+
+    def __init__(self, message: str, key: str | None = None, value: object = None, allowed: str = ""):
+        super().__init__(message)
+        self.key, self.value, self.allowed = key, value, allowed
 
 
 class DataError(VaezooError, ValueError):

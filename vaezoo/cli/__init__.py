@@ -2,8 +2,10 @@
 
 Flags come from the config dataclasses: the training settings below, then the chosen model's,
 guide's (prefixed ``--guide-``) and objective's fields, so ``vaezoo train --model vae --help``
-lists exactly what that model takes, with the defaults the dataclasses hold. Errors raised on
-purpose (:class:`~vaezoo.errors.VaezooError`) print as one message and exit with status 2.
+lists exactly what that model takes, with the defaults the dataclasses hold and what each accepts.
+Every flag is checked against its field's constraint, and output paths for writability, before any
+data is loaded. Errors raised on purpose (:class:`~vaezoo.errors.VaezooError`) print as one line
+naming the flag and exit with status 2, as argparse's own usage errors do.
 """
 
 from __future__ import annotations
@@ -41,4 +43,6 @@ def main(argv: list[str] | None = None) -> int:
     except VaezooError as e:
         print(f"vaezoo {name}: error: {e}", file=sys.stderr)
         return 2
+    except SystemExit as e:  # argparse's own usage errors (status 2) and --help (0), as a status here too
+        return e.code if isinstance(e.code, int) else 2
     return 0

@@ -4,58 +4,74 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from vaezoo import checkpoint
-from vaezoo.cli.base import command, restore_with_test_set, result_dict
+from vaezoo.cli.base import (
+    IMAGE_SUFFIXES,
+    command,
+    flags_of,
+    restore_image_model,
+    restore_with_test_set,
+    result_dict,
+)
+from vaezoo.config import Checked, from_args
+from vaezoo.files import writable_file
+
+CHECKPOINT_HELP = "a checkpoint.pt written by vaezoo train"
 
 
-def _eval_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> None:
-    parser.add_argument("--checkpoint", required=True, help="a checkpoint.pt written by vaezoo train")
-    parser.add_argument(
-        "--k", type=int, default=5000, help="importance samples per datapoint (default: 5000)"
+@dataclass(frozen=True)
+class EvalConfig(Checked):
+    checkpoint: str = field(metadata={"help": CHECKPOINT_HELP})
+    k: int = field(default=5000, metadata={"help": "importance samples per datapoint", "min": 1})
+    n: int = field(
+        default=0, metadata={"help": "evaluate the first N test images only", "min": 0, "zero": "all"}
     )
-    parser.add_argument("--n", type=int, default=0, help="evaluate the first N test images only (0: all)")
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", default=None, help="also write the result to this JSON file")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    batch_size: int = field(default=100, metadata={"help": "datapoints per batch", "min": 1})
+    data_dir: str | None = field(default=None, metadata={"help": "folder of the IDX files (else as trained)"})
+    seed: int = field(default=0, metadata={"help": "seed of the importance samples", "min": 0})
+    json: str | None = field(default=None, metadata={"help": "also write the result to this JSON file"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
 
 @command(
-    "eval", "importance-sampled test log-likelihood (NLL ± standard error) of a checkpoint", _eval_arguments
+    "eval",
+    "importance-sampled test log-likelihood (NLL ± standard error) of a checkpoint",
+    flags_of(EvalConfig),
 )
 def evaluate(args: argparse.Namespace) -> None:
     import torch
 
     from vaezoo.inference import log_likelihood
 
-    model, guide, test_set = restore_with_test_set(args, args.n)
-    torch.manual_seed(args.seed)
-    result = log_likelihood(
-        model, guide, test_set, k=args.k, batch_size=args.batch_size, progress=args.progress
-    )
+    cfg = from_args(EvalConfig, args)
+    if cfg.json:
+        writable_file(cfg.json, "--json")
+    model, guide, test_set = restore_with_test_set(cfg, cfg.n, "eval")
+    torch.manual_seed(cfg.seed)
+    result = log_likelihood(model, guide, test_set, k=cfg.k, batch_size=cfg.batch_size, progress=cfg.progress)
     print(
         f"test NLL = {-result.mean:.2f} ± {result.stderr:.2f} nats "
-        f"(IS k={args.k}, n={len(test_set)}; ± is the Monte Carlo s.e.; "
+        f"(IS k={cfg.k}, n={len(test_set)}; ± is the Monte Carlo s.e.; "
         f"test-set s.e. {result.data_stderr:.2f})"
     )
-    if args.json:
-        Path(args.json).write_text(
-            json.dumps({"checkpoint": str(args.checkpoint), **result_dict(result)}, indent=2)
+    if cfg.json:
+        Path(cfg.json).write_text(
+            json.dumps({"checkpoint": str(cfg.checkpoint), **result_dict(result)}, indent=2)
         )
 
 
-def _sample_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> None:
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--n", type=int, default=64, help="number of samples")
-    parser.add_argument("--out", default="samples.png", help="PNG grid to write")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--binary", action="store_true", help="draw x itself instead of showing its mean")
+@dataclass(frozen=True)
+class SampleConfig(Checked):
+    checkpoint: str = field(metadata={"help": CHECKPOINT_HELP})
+    n: int = field(default=64, metadata={"help": "number of samples", "min": 1})
+    out: str = field(default="samples.png", metadata={"help": "image grid to write (.png, .jpg, ...)"})
+    seed: int = field(default=0, metadata={"help": "seed of the draws", "min": 0})
+    binary: bool = field(default=False, metadata={"help": "draw x itself instead of showing its mean"})
 
 
-@command("sample", "draw samples from a trained model's prior into a PNG grid", _sample_arguments)
+@command("sample", "draw samples from a trained model's prior into a PNG grid", flags_of(SampleConfig))
 def sample(args: argparse.Namespace) -> None:
     import torch
     from torchvision.utils import save_image
@@ -63,9 +79,11 @@ def sample(args: argparse.Namespace) -> None:
     from vaezoo.analysis import prior_samples
     from vaezoo.errors import ConfigError
 
-    model, _, _, _ = checkpoint.restore(args.checkpoint)
+    cfg = from_args(SampleConfig, args)
+    writable_file(cfg.out, "--out", IMAGE_SUFFIXES)
+    model, _, _, _ = restore_image_model(cfg.checkpoint, "sample")
     if len(model.x_shape) != 3:
         raise ConfigError(f"sample writes images, but this model's data have shape {model.x_shape}")
-    torch.manual_seed(args.seed)
-    save_image(prior_samples(model, args.n, mean=not args.binary), args.out, nrow=int(args.n**0.5) or 1)
-    print(f"wrote {args.out}")
+    torch.manual_seed(cfg.seed)
+    save_image(prior_samples(model, cfg.n, mean=not cfg.binary), cfg.out, nrow=int(cfg.n**0.5) or 1)
+    print(f"wrote {cfg.out}")

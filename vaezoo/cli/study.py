@@ -4,73 +4,107 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from vaezoo.cli.base import command, restore_with_test_set
-
-
-def _gap_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> None:
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--n", type=int, default=100, help="test images to decompose (the first N)")
-    parser.add_argument("--is-k", type=int, default=5000, help="importance samples for log p(x)")
-    parser.add_argument("--ais-intermediate", type=int, default=1000, help="AIS annealing steps (0: no AIS)")
-    parser.add_argument("--ais-chains", type=int, default=16)
-    parser.add_argument("--local-steps", type=int, default=3000, help="optimizer steps of q*_FFG and q*_flow")
-    parser.add_argument("--eval-k", type=int, default=1000, help="samples per bound estimate")
-    parser.add_argument("--no-flow", action="store_true", help="skip q*_flow")
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", default=None, help="also write the table to this JSON file")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+from vaezoo.cli.base import IMAGE_SUFFIXES, command, flags_of, restore_with_test_set
+from vaezoo.cli.evaluate import CHECKPOINT_HELP
+from vaezoo.config import Checked, from_args
+from vaezoo.files import writable_file
 
 
-@command("gap", "approximation and amortization gaps of a checkpoint (Cremer et al. 2018)", _gap_arguments)
+@dataclass(frozen=True)
+class GapConfig(Checked):
+    checkpoint: str = field(metadata={"help": CHECKPOINT_HELP})
+    n: int = field(default=100, metadata={"help": "test images to decompose (the first N)", "min": 1})
+    is_k: int = field(default=5000, metadata={"help": "importance samples for log p(x)", "min": 1})
+    ais_intermediate: int = field(
+        default=1000, metadata={"help": "AIS annealing steps", "min": 0, "zero": "no AIS"}
+    )
+    ais_chains: int = field(default=16, metadata={"help": "AIS chains per datapoint", "min": 1})
+    local_steps: int = field(
+        default=3000, metadata={"help": "optimizer steps of q*_FFG and q*_flow", "min": 1}
+    )
+    eval_k: int = field(default=1000, metadata={"help": "samples per bound estimate", "min": 1})
+    flow: bool = field(default=True, metadata={"help": "fit q*_flow too (--no-flow skips it)"})
+    batch_size: int = field(default=100, metadata={"help": "datapoints per batch", "min": 1})
+    data_dir: str | None = field(default=None, metadata={"help": "folder of the IDX files (else as trained)"})
+    seed: int = field(default=0, metadata={"help": "seed of every estimate", "min": 0})
+    json: str | None = field(default=None, metadata={"help": "also write the table to this JSON file"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+
+
+@command(
+    "gap", "approximation and amortization gaps of a checkpoint (Cremer et al. 2018)", flags_of(GapConfig)
+)
 def gap(args: argparse.Namespace) -> None:
     import torch
 
     from vaezoo.analysis.gap import amortization_gap
 
-    model, guide, test_set = restore_with_test_set(args, args.n)
-    torch.manual_seed(args.seed)
-    table = amortization_gap(model, guide, test_set[torch.arange(len(test_set))][0], is_k=args.is_k,
-                             ais_intermediate=args.ais_intermediate, ais_chains=args.ais_chains,
-                             local_steps=args.local_steps, eval_k=args.eval_k, flow=not args.no_flow,
-                             batch_size=args.batch_size, progress=args.progress)
+    cfg = from_args(GapConfig, args)
+    if cfg.json:
+        writable_file(cfg.json, "--json")
+    model, guide, test_set = restore_with_test_set(cfg, cfg.n, "gap")
+    torch.manual_seed(cfg.seed)
+    table = amortization_gap(
+        model,
+        guide,
+        test_set[torch.arange(len(test_set))][0],
+        is_k=cfg.is_k,
+        ais_intermediate=cfg.ais_intermediate,
+        ais_chains=cfg.ais_chains,
+        local_steps=cfg.local_steps,
+        eval_k=cfg.eval_k,
+        flow=cfg.flow,
+        batch_size=cfg.batch_size,
+        progress=cfg.progress,
+    )
     print(table.to_markdown())
-    if args.json:
-        Path(args.json).write_text(json.dumps({"checkpoint": str(args.checkpoint), "n": len(test_set),
-                                               **table.to_dict()}, indent=2))
+    if cfg.json:
+        Path(cfg.json).write_text(
+            json.dumps({"checkpoint": str(cfg.checkpoint), "n": len(test_set), **table.to_dict()}, indent=2)
+        )
 
 
-def _traverse_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> None:
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--layer", required=True, help="1-based from the data up, or a site name")
-    parser.add_argument("--n", type=int, default=8, help="variations per image (columns)")
-    parser.add_argument("--images", type=int, default=8, help="test images (rows)")
-    parser.add_argument("--mode", choices=["resample", "traverse"], default="resample",
-                        help="resample the layer from its prior, or sweep one unit over mu ± span sigma")
-    parser.add_argument("--unit", type=int, default=0, help="unit swept by --mode traverse")
-    parser.add_argument("--span", type=float, default=3.0)
-    parser.add_argument("--below", choices=["fixed", "prior", "prior_mean"], default="fixed",
-                        help="what layers below the varied one do")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="traverse.png")
+@dataclass(frozen=True)
+class TraverseConfig(Checked):
+    checkpoint: str = field(metadata={"help": CHECKPOINT_HELP})
+    layer: str = field(metadata={"help": "1-based from the data up, or a site name"})
+    n: int = field(default=8, metadata={"help": "variations per image (columns)", "min": 1})
+    images: int = field(default=8, metadata={"help": "test images (rows)", "min": 1})
+    mode: Literal["resample", "traverse"] = field(
+        default="resample",
+        metadata={"help": "resample the layer from its prior, or sweep one unit over mu ± span sigma"},
+    )
+    unit: int = field(default=0, metadata={"help": "unit swept by --mode traverse", "min": 0})
+    span: float = field(default=3.0, metadata={"help": "sweep width in posterior sigmas", "above": 0})
+    below: Literal["fixed", "prior", "prior_mean"] = field(
+        default="fixed", metadata={"help": "what layers below the varied one do"}
+    )
+    data_dir: str | None = field(default=None, metadata={"help": "folder of the IDX files (else as trained)"})
+    seed: int = field(default=0, metadata={"help": "seed of the draws", "min": 0})
+    out: str = field(default="traverse.png", metadata={"help": "image grid to write (.png, .jpg, ...)"})
 
 
-@command("traverse", "vary one latent layer of test images, others fixed, into a PNG", _traverse_arguments)
+@command(
+    "traverse", "vary one latent layer of test images, others fixed, into a PNG", flags_of(TraverseConfig)
+)
 def traverse(args: argparse.Namespace) -> None:
     import torch
     from torchvision.utils import save_image
 
     from vaezoo.analysis.diagnostics import layer_grid
 
-    model, guide, test_set = restore_with_test_set(args, args.images)
+    cfg = from_args(TraverseConfig, args)
+    writable_file(cfg.out, "--out", IMAGE_SUFFIXES)
+    model, guide, test_set = restore_with_test_set(cfg, cfg.images, "traverse")
     x = test_set[torch.arange(len(test_set))][0]
-    layer = int(args.layer) if args.layer.isdigit() else args.layer
-    torch.manual_seed(args.seed)
-    grid = layer_grid(model, guide, x, layer, args.n, mode=args.mode, unit=args.unit, span=args.span,
-                      below=args.below)
-    save_image(grid, args.out, nrow=args.n)
-    print(f"wrote {args.out}: rows are test images, columns vary layer {args.layer} ({args.mode})")
+    layer = int(cfg.layer) if cfg.layer.isdigit() else cfg.layer
+    torch.manual_seed(cfg.seed)
+    grid = layer_grid(
+        model, guide, x, layer, cfg.n, mode=cfg.mode, unit=cfg.unit, span=cfg.span, below=cfg.below
+    )
+    save_image(grid, cfg.out, nrow=cfg.n)
+    print(f"wrote {cfg.out}: rows are test images, columns vary layer {cfg.layer} ({cfg.mode})")

@@ -9,32 +9,48 @@ from pathlib import Path
 from typing import Literal
 
 from vaezoo import checkpoint
-from vaezoo.cli.base import command, result_dict, subset, test_split
-from vaezoo.config import add_flags, from_args, to_dict
+from vaezoo.cli.base import OWN_COMMANDS, command, result_dict, subset, test_split
+from vaezoo.config import Checked, add_flags, from_args, to_dict
+from vaezoo.errors import ConfigError
+from vaezoo.files import writable_dir
 from vaezoo.registry import GUIDES, MODELS, OBJECTIVES
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Checked):
     dataset: Literal["mnist", "fashion-mnist"] = "mnist"
     data_dir: str | None = field(
         default=None, metadata={"help": "folder of the IDX files (else VAEZOO_DATA, ...)"}
     )
     download: bool = field(default=False, metadata={"help": "download the data set if it is not found"})
     binarize: Literal["dynamic", "static", "none"] = "dynamic"
-    epochs: int = 10
-    batch_size: int = 100
-    lr: float = 1e-3
-    seed: int = 0
+    epochs: int = field(default=10, metadata={"help": "passes over the training set", "min": 1})
+    batch_size: int = field(default=100, metadata={"help": "images per optimizer step", "min": 1})
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate", "above": 0})
+    seed: int = field(default=0, metadata={"help": "seed of weights, batches and binarization", "min": 0})
     out: str = field(default="runs/vae", metadata={"help": "output folder (checkpoint, images, metrics)"})
     resume: bool = field(default=True, metadata={"help": "continue from OUT/checkpoint.pt if present"})
     eval_k: int = field(
-        default=0, metadata={"help": "after training, IS log-likelihood on the test set with k samples"}
+        default=0,
+        metadata={
+            "help": "after training, IS log-likelihood on the test set with k samples",
+            "min": 0,
+            "zero": "no evaluation",
+        },
     )
-    train_size: int = field(default=0, metadata={"help": "use only the first N training images (0: all)"})
-    test_size: int = field(default=0, metadata={"help": "use only the first N test images (0: all)"})
+    train_size: int = field(
+        default=0, metadata={"help": "use only the first N training images", "min": 0, "zero": "all"}
+    )
+    test_size: int = field(
+        default=0, metadata={"help": "use only the first N test images", "min": 0, "zero": "all"}
+    )
     validate: bool = field(default=False, metadata={"help": "Pyro's distribution argument checks (slower)"})
     progress: bool = True
+
+
+#: The fields of :class:`TrainConfig` that say what the training data are; with the model, guide,
+#: objective, batch size, learning rate and seed they define a run, so resuming with others is refused.
+DATA_FIELDS = ("dataset", "data_dir", "binarize", "train_size")
 
 
 def _train_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> None:
@@ -47,6 +63,11 @@ def _train_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> None:
         )
         p.add_argument("--objective", default="elbo", help=f"one of: {', '.join(OBJECTIVES.names())}")
     known, _ = pre.parse_known_args(argv)
+    if known.model in OWN_COMMANDS:
+        raise ConfigError(
+            f"--model {known.model}: this model is trained with `{OWN_COMMANDS[known.model]} train`, "
+            f"not vaezoo train (see {OWN_COMMANDS[known.model]} train --help)"
+        )
     add_flags(parser, TrainConfig, title="training")
     add_flags(parser, MODELS.get(known.model).config, title=f"model {known.model}")
     if known.guide is not None:
@@ -62,22 +83,24 @@ def train(args: argparse.Namespace) -> None:
     from vaezoo.inference import fit, log_likelihood
     from vaezoo.registry import build_guide, build_model, build_objective
 
+    # Every flag and the output folder are checked before any data is loaded or any step taken.
     cfg = from_args(TrainConfig, args)
+    from_args(MODELS.get(args.model).config, args)
+    guide_config = None
+    if args.guide is not None:
+        guide_config = from_args(GUIDES.get(args.guide).config, args, prefix="guide_")
+    objective_config = from_args(OBJECTIVES.get(args.objective).config, args)
+    out = writable_dir(cfg.out, "--out")
     torch.manual_seed(cfg.seed)
     train_set = subset(
         data.load(cfg.dataset, "train", cfg.binarize, cfg.data_dir, cfg.download, cfg.seed), cfg.train_size
     )
     test_set = test_split(cfg.dataset, cfg.binarize, cfg.data_dir, cfg.download, cfg.test_size)
     model = build_model(args.model, from_args(MODELS.get(args.model).config, args, x_shape=train_set.x_shape))
-    if args.guide is None:
-        guide = model.default_guide()
-    else:
-        guide = build_guide(
-            args.guide, model, from_args(GUIDES.get(args.guide).config, args, prefix="guide_")
-        )
-    objective = build_objective(args.objective, from_args(OBJECTIVES.get(args.objective).config, args))
-    out = Path(cfg.out)
+    guide = model.default_guide() if guide_config is None else build_guide(args.guide, model, guide_config)
+    objective = build_objective(args.objective, objective_config)
     meta = {"train_config": to_dict(cfg)}
+    data_spec = {**{k: getattr(cfg, k) for k in DATA_FIELDS}, "source": train_set.source}
     history = fit(
         model,
         guide,
@@ -94,6 +117,7 @@ def train(args: argparse.Namespace) -> None:
         verbose=True,
         validate=cfg.validate,
         meta=meta,
+        data_spec=data_spec,
     )
     metrics = {
         "model": checkpoint.spec(model),

@@ -20,9 +20,13 @@ from vaezoo.sites import require_real_latents
 
 @dataclass(frozen=True)
 class AmortizedNormalConfig:
-    hidden: tuple[int, ...] = field(default=(200, 200), metadata={"help": "encoder hidden widths, from x up"})
+    hidden: tuple[int, ...] = field(
+        default=(200, 200), metadata={"help": "encoder hidden widths, from x up", "min": 1}
+    )
     activation: Activation = "tanh"
-    min_scale: float = field(default=1e-4, metadata={"help": "floor on posterior standard deviations"})
+    min_scale: float = field(
+        default=1e-4, metadata={"help": "floor on posterior standard deviations", "min": 0}
+    )
 
 
 @register_guide("amortized", AmortizedNormalConfig)

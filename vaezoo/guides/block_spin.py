@@ -32,10 +32,16 @@ def _require_block_spin(model, guide: str):
 
 @dataclass(frozen=True)
 class BlockAmortizedConfig:
-    channels: int = field(default=16, metadata={"help": "feature channels of each level's encoder"})
-    depth: int = field(default=2, metadata={"help": "3x3 conv layers before each 2x2 coarse-graining"})
-    gain_hidden: int = field(default=8, metadata={"help": "hidden units of the MLPs of K giving the gains"})
-    min_scale: float = field(default=1e-3, metadata={"help": "floor on Normal scales (continuous latents)"})
+    channels: int = field(default=16, metadata={"help": "feature channels of each level's encoder", "min": 1})
+    depth: int = field(
+        default=2, metadata={"help": "3x3 conv layers before each 2x2 coarse-graining", "min": 0}
+    )
+    gain_hidden: int = field(
+        default=8, metadata={"help": "hidden units of the MLPs of K giving the gains", "min": 1}
+    )
+    min_scale: float = field(
+        default=1e-3, metadata={"help": "floor on Normal scales (continuous latents)", "min": 0}
+    )
 
 
 class LevelEncoder(nn.Module):

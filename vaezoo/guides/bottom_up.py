@@ -22,16 +22,19 @@ from vaezoo.zoo_module import ZooModule
 @dataclass(frozen=True)
 class BottomUpConfig:
     hidden: tuple[int, ...] = field(
-        default=(200,), metadata={"help": "MLP width per latent layer, bottom first (one value: all layers)"}
+        default=(200,),
+        metadata={"help": "MLP width per latent layer, bottom first (one value: all layers)", "min": 1},
     )
-    mlp_layers: int = field(default=2, metadata={"help": "hidden layers in each layer's MLP"})
+    mlp_layers: int = field(default=2, metadata={"help": "hidden layers in each layer's MLP", "min": 0})
     activation: Activation = "tanh"
     batch_norm: bool = field(default=False, metadata={"help": "batch norm in every hidden layer"})
     conditioning: Literal["markov", "all"] = field(
         default="markov",
         metadata={"help": "markov: q(z_l | z_{l-1}); all: q(z_l | x, z_1, ..., z_{l-1})"},
     )
-    min_scale: float = field(default=1e-4, metadata={"help": "floor on posterior standard deviations"})
+    min_scale: float = field(
+        default=1e-4, metadata={"help": "floor on posterior standard deviations", "min": 0}
+    )
 
 
 @register_guide("bottom_up", BottomUpConfig)

@@ -22,10 +22,14 @@ from vaezoo.sites import LatentLayout
 @dataclass(frozen=True)
 class HMCRefinedConfig:
     base: str = field(default="amortized", metadata={"help": "registered guide giving the initial z_0"})
-    steps: int = field(default=5, metadata={"help": "HMC transitions T from z_0 (0: no refinement)"})
-    leapfrog_steps: int = field(default=5, metadata={"help": "leapfrog steps per HMC transition"})
-    step_size: float = field(default=0.1, metadata={"help": "initial leapfrog step size"})
-    target_accept: float = field(default=0.65, metadata={"help": "acceptance rate the step size adapts to"})
+    steps: int = field(
+        default=5, metadata={"help": "HMC transitions T from z_0 (0: no refinement)", "min": 0}
+    )
+    leapfrog_steps: int = field(default=5, metadata={"help": "leapfrog steps per HMC transition", "min": 1})
+    step_size: float = field(default=0.1, metadata={"help": "initial leapfrog step size", "above": 0})
+    target_accept: float = field(
+        default=0.65, metadata={"help": "acceptance rate the step size adapts to", "above": 0, "below": 1}
+    )
     adapt: bool = field(default=True, metadata={"help": "adapt the step size while training"})
     refine_in_eval: bool = field(
         default=False, metadata={"help": "also run HMC in eval mode (no bound depends on it)"}

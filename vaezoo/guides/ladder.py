@@ -21,12 +21,17 @@ from vaezoo.registry import register_guide
 class LadderGuideConfig:
     hidden: tuple[int, ...] = field(
         default=(),
-        metadata={"help": "bottom-up MLP width per layer, bottom first (one value: all; empty: the model's)"},
+        metadata={
+            "help": "bottom-up MLP width per layer, bottom first (one value: all; empty: the model's)",
+            "min": 1,
+        },
     )
-    mlp_layers: int = field(default=2, metadata={"help": "hidden layers in each bottom-up MLP"})
+    mlp_layers: int = field(default=2, metadata={"help": "hidden layers in each bottom-up MLP", "min": 0})
     activation: Activation = "leaky_relu"
     batch_norm: bool = field(default=True, metadata={"help": "batch norm in every bottom-up hidden layer"})
-    min_scale: float = field(default=1e-4, metadata={"help": "floor on the bottom-up standard deviations"})
+    min_scale: float = field(
+        default=1e-4, metadata={"help": "floor on the bottom-up standard deviations", "min": 0}
+    )
 
 
 def precision_weighted(

@@ -34,14 +34,22 @@ from vaezoo.sites import LatentLayout
 
 @dataclass(frozen=True)
 class LocalNormalConfig:
-    n_data: int = field(default=1, metadata={"help": "number of datapoints (rows of x) with parameters"})
+    n_data: int = field(
+        default=1, metadata={"help": "number of datapoints (rows of x) with parameters", "min": 1}
+    )
 
 
 @dataclass(frozen=True)
 class LocalFlowConfig:
-    n_data: int = field(default=1, metadata={"help": "number of datapoints (rows of x) with parameters"})
-    flows: int = field(default=2, metadata={"help": "coupling blocks, each transforming both halves once"})
-    hidden: int = field(default=50, metadata={"help": "hidden units of each per-datapoint coupling network"})
+    n_data: int = field(
+        default=1, metadata={"help": "number of datapoints (rows of x) with parameters", "min": 1}
+    )
+    flows: int = field(
+        default=2, metadata={"help": "coupling blocks, each transforming both halves once", "min": 0}
+    )
+    hidden: int = field(
+        default=50, metadata={"help": "hidden units of each per-datapoint coupling network", "min": 1}
+    )
 
 
 class _Local(BoundGuide):

@@ -22,13 +22,19 @@ from vaezoo.sites import LatentLayout
 @dataclass(frozen=True)
 class SemiAmortizedConfig:
     base: str = field(default="amortized", metadata={"help": "registered Normal guide giving the initial q"})
-    steps: int = field(default=10, metadata={"help": "gradient steps on each datapoint's (mu, log sigma)"})
-    lr: float = field(default=1.0, metadata={"help": "step size of the refinement steps"})
+    steps: int = field(
+        default=10, metadata={"help": "gradient steps on each datapoint's (mu, log sigma)", "min": 0}
+    )
+    lr: float = field(default=1.0, metadata={"help": "step size of the refinement steps", "above": 0})
     backprop: bool = field(
         default=True, metadata={"help": "differentiate through the steps (SA-VAE); else Krishnan et al."}
     )
-    max_grad_norm: float = field(default=5.0, metadata={"help": "clip each datapoint's step (0: off)"})
-    inner_particles: int = field(default=1, metadata={"help": "samples per ELBO gradient in the steps"})
+    max_grad_norm: float = field(
+        default=5.0, metadata={"help": "clip each datapoint's step (0: off)", "min": 0}
+    )
+    inner_particles: int = field(
+        default=1, metadata={"help": "samples per ELBO gradient in the steps", "min": 1}
+    )
 
 
 def build_base(model, name: str):

@@ -22,18 +22,22 @@ from vaezoo.zoo_module import ZooModule
 @dataclass(frozen=True)
 class LadderEncoderConfig:
     hidden: tuple[int, ...] = field(
-        default=(256,), metadata={"help": "feature width h_l per layer, bottom first (one value: all layers)"}
+        default=(256,),
+        metadata={"help": "feature width h_l per layer, bottom first (one value: all layers)", "min": 1},
     )
-    mlp_layers: int = field(default=2, metadata={"help": "hidden layers in each g_l MLP"})
+    mlp_layers: int = field(default=2, metadata={"help": "hidden layers in each g_l MLP", "min": 0})
     architecture: Literal["mlp", "conv"] = field(
         default="mlp", metadata={"help": "g_1 as an MLP, or as stride-2 convolutions and a dense layer"}
     )
     conv_channels: tuple[int, ...] = field(
-        default=(64, 128), metadata={"help": "channels of g_1's stride-2 convolutions (architecture conv)"}
+        default=(64, 128),
+        metadata={"help": "channels of g_1's stride-2 convolutions (architecture conv)", "min": 1},
     )
     activation: Activation = "leaky_relu"
     batch_norm: bool = field(default=False, metadata={"help": "batch norm in every dense hidden layer"})
-    min_scale: float = field(default=1e-4, metadata={"help": "floor on posterior standard deviations"})
+    min_scale: float = field(
+        default=1e-4, metadata={"help": "floor on posterior standard deviations", "min": 0}
+    )
 
 
 @register_guide("vlae", LadderEncoderConfig)

@@ -14,12 +14,13 @@ from vaezoo.registry import register_objective
 
 @dataclass(frozen=True)
 class ELBOConfig:
-    num_particles: int = field(default=1, metadata={"help": "samples of z per datapoint, averaged"})
+    num_particles: int = field(default=1, metadata={"help": "samples of z per datapoint, averaged", "min": 1})
     beta: float = field(
-        default=1.0, metadata={"help": "weight of the latent (KL) term; beta-VAE for beta > 1"}
+        default=1.0, metadata={"help": "weight of the latent (KL) term; beta-VAE for beta > 1", "min": 0}
     )
     kl_warmup: float = field(
-        default=0.0, metadata={"help": "epochs over which the latent weight rises linearly from 0 to beta"}
+        default=0.0,
+        metadata={"help": "epochs over which the latent weight rises linearly from 0 to beta", "min": 0},
     )
     analytic_kl: bool = field(default=True, metadata={"help": "use closed-form KL terms where valid"})
 

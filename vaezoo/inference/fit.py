@@ -14,8 +14,11 @@ import torch
 from tqdm.auto import tqdm
 
 from vaezoo import checkpoint
+from vaezoo.config import check_argument
 from vaezoo.data import batches, num_batches
 from vaezoo.errors import CheckpointError, TrainingError, VaezooError
+from vaezoo.files import remove_leftovers, writable_dir
+from vaezoo.inputs import check_data
 from vaezoo.nets import evaluating
 
 CHECKPOINT = "checkpoint.pt"
@@ -60,13 +63,36 @@ def mean_bound(model, guide, objective, data, batch_size: int = 500) -> float:
     return total / n
 
 
-def _run_spec(model, guide, objective, batch_size: int, lr: float, seed: int) -> dict[str, Any]:
+def _run_spec(model, guide, objective, batch_size: int, lr: float, seed: int, data: dict) -> dict[str, Any]:
+    """Everything that defines a run; a checkpoint resumes only a run whose spec is equal."""
     return {
         "model": checkpoint.spec(model),
         "guide": checkpoint.spec(guide),
         "objective": checkpoint.spec(objective),
         "train": {"batch_size": batch_size, "lr": lr, "seed": seed},
+        "data": data,
     }
+
+
+def differences(saved: Any, now: Any, where: str = "") -> list[str]:
+    """``"key.path: saved -> now"`` for each leaf where two run specs differ."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        return [line for k in sorted(set(saved) | set(now), key=str)
+                for line in differences(saved.get(k, "(not recorded)"), now.get(k, "(not recorded)"),
+                                        f"{where}.{k}" if where else str(k))]
+    return [] if saved == now else [f"{where}: {saved!r} -> {now!r}"]
+
+
+def _resume(path: Path, spec: dict[str, Any]) -> dict[str, Any]:
+    saved = checkpoint.load(path)
+    diff = differences({k: saved.get(k, "(not recorded)") for k in spec}, spec)
+    if diff:
+        mismatched = [k for k in spec if saved.get(k) != spec[k]]
+        raise CheckpointError(
+            f"{path} holds a run with different {', '.join(mismatched)} ({'; '.join(diff)}); "
+            "use another --out (Python: out=), or --no-resume (resume=False) to start over in this folder"
+        )
+    return saved
 
 
 def fit(
@@ -86,6 +112,7 @@ def fit(
     verbose: bool = False,
     validate: bool | None = None,
     meta: dict[str, Any] | None = None,
+    data_spec: dict[str, Any] | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` and ``guide`` to maximize ``objective`` on ``train``; return the per-epoch history.
 
@@ -99,29 +126,38 @@ def fit(
 
     ``progress`` shows a progress bar per epoch, ``verbose`` prints one summary line per epoch.
 
+    The checkpoint records what defines the run: model, guide and objective with their configs,
+    ``batch_size``, ``lr``, ``seed`` and ``data_spec`` (what the data are: data set, binarization,
+    size, source folder; by default the number of training datapoints). Resuming a run that differs
+    in any of them is refused with the list of differences. Leftover ``*.tmp`` files of a write
+    that was killed are removed first.
+
+    :raises ConfigError: for a bad argument (``epochs``, ``batch_size``, ``lr``, ``seed``, ``out``),
+        before any work is done.
+    :raises DataError: for data the model cannot take (checked once here, so the steps need not).
     :raises TrainingError: when the loss stops being finite; the last good checkpoint is kept.
     """
-    for data in (train, test):
-        if isinstance(data, torch.Tensor) and hasattr(model, "check_x"):
-            model.check_x(data, full=True)  # once here, so the steps need not
+    epochs = check_argument("epochs", epochs, int, min=1)
+    batch_size = check_argument("batch_size", batch_size, int, min=1)
+    lr = check_argument("lr", lr, float, above=0)
+    seed = check_argument("seed", seed, int)
+    train = check_data(model, train, "train")
+    if test is not None:
+        test = check_data(model, test, "test")
+    path = writable_dir(out, "out") / CHECKPOINT if out is not None else None
     # Objectives may own trainable parts (e.g. a learned baseline) and state (e.g. a running average).
     owners = [model, guide] + ([objective] if callable(getattr(objective, "parameters", None)) else [])
     params = parameters(*owners)
     optimizer = make_optimizer(params, lr)
-    spec = _run_spec(model, guide, objective, batch_size, lr, seed)
-    path = Path(out) / CHECKPOINT if out is not None else None
+    spec = _run_spec(model, guide, objective, batch_size, lr, seed, data_spec or {"n": len(train)})
     history: list[dict[str, float]] = []
     start = 0
     torch.manual_seed(seed)
     random.seed(seed)
+    if path is not None:
+        remove_leftovers(path)
     if path is not None and path.exists() and resume:
-        saved = checkpoint.load(path)
-        mismatched = [k for k in spec if saved.get(k) != spec[k]]
-        if mismatched:
-            raise CheckpointError(
-                f"{path} holds a run with different {', '.join(mismatched)}; use another --out, "
-                "or --no-resume to start over in this folder"
-            )
+        saved = _resume(path, spec)
         model.load_state_dict(saved["state"]["model"])
         guide.load_state_dict(saved["state"]["guide"])
         if "objective" in saved["state"]:

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from vaezoo.config import check_argument
 from vaezoo.data import batches, num_batches
 from vaezoo.inference.traces import run_pair
+from vaezoo.inputs import check_data
 from vaezoo.nets import evaluating
 
 
@@ -157,8 +159,8 @@ def log_likelihood(
 
     :param data: a tensor ``(n, *x_shape)``, an :class:`~vaezoo.data.ImageData`, or a DataLoader.
     """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+    k = check_argument("k", k, int, min=1)
+    data = check_data(model, data, "data")
 
     def log_weights(x: torch.Tensor, m: int) -> torch.Tensor:
         return run_pair(model, guide, x, m).log_weight()

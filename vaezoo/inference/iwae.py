@@ -18,13 +18,18 @@ from vaezoo.registry import register_objective
 
 @dataclass(frozen=True)
 class IWAEConfig:
-    k: int = field(default=5, metadata={"help": "importance samples per datapoint (the k of IWAE-k)"})
+    k: int = field(
+        default=5, metadata={"help": "importance samples per datapoint (the k of IWAE-k)", "min": 1}
+    )
     dreg: bool = field(
         default=False, metadata={"help": "doubly reparameterized guide gradient (Tucker et al. 2019)"}
     )
-    beta: float = field(default=1.0, metadata={"help": "weight of the latent terms inside each log weight"})
+    beta: float = field(
+        default=1.0, metadata={"help": "weight of the latent terms inside each log weight", "min": 0}
+    )
     kl_warmup: float = field(
-        default=0.0, metadata={"help": "epochs over which the latent weight rises linearly from 0 to beta"}
+        default=0.0,
+        metadata={"help": "epochs over which the latent weight rises linearly from 0 to beta", "min": 0},
     )
 
 

@@ -68,20 +68,24 @@ class ScoreFunctionConfig:
         metadata={"help": "the registered objective estimated, one with a score-function form (elbo, iwae)"},
     )
     num_particles: int = field(
-        default=1, metadata={"help": "samples of z per datapoint (the ELBO's num_particles, the IWAE's k)"}
+        default=1,
+        metadata={"help": "samples of z per datapoint (the ELBO's num_particles, the IWAE's k)", "min": 1},
     )
-    beta: float = field(default=1.0, metadata={"help": "weight of the latent terms"})
+    beta: float = field(default=1.0, metadata={"help": "weight of the latent terms", "min": 0})
     kl_warmup: float = field(
-        default=0.0, metadata={"help": "epochs over which the latent weight rises linearly from 0 to beta"}
+        default=0.0,
+        metadata={"help": "epochs over which the latent weight rises linearly from 0 to beta", "min": 0},
     )
     analytic_kl: bool = field(default=True, metadata={"help": "closed-form KL terms where valid (elbo)"})
     baseline: Literal["none", "avg", "nvil", "vimco"] = field(
         default="avg",
         metadata={"help": "control variate of the score term (vimco: multi-sample bounds, iwae)"},
     )
-    baseline_decay: float = field(default=0.9, metadata={"help": "decay of the running-average baseline"})
+    baseline_decay: float = field(
+        default=0.9, metadata={"help": "decay of the running-average baseline", "min": 0, "max": 1}
+    )
     baseline_hidden: tuple[int, ...] = field(
-        default=(100,), metadata={"help": "hidden widths of the NVIL baseline network"}
+        default=(100,), metadata={"help": "hidden widths of the NVIL baseline network", "min": 1}
     )
     score_sites: Literal["all", "discrete"] = field(
         default="all", metadata={"help": "guide sites given score-function gradients (others: pathwise)"}

@@ -28,14 +28,20 @@ MAX_CATEGORICAL_TOP_SITES = 4
 
 @dataclass(frozen=True)
 class BlockSpinConfig:
-    L: int = field(default=16, metadata={"help": "lattice side; data are (batch, 2, L, L): spins, then K"})
-    levels: int = field(default=3, metadata={"help": "latent levels, of sides L/2, L/4, ..., L/2^levels"})
+    L: int = field(
+        default=16, metadata={"help": "lattice side; data are (batch, 2, L, L): spins, then K", "min": 2}
+    )
+    levels: int = field(
+        default=3, metadata={"help": "latent levels, of sides L/2, L/4, ..., L/2^levels", "min": 1}
+    )
     latent: Literal["binary", "continuous"] = field(
         default="binary", metadata={"help": "binary block spins or real (Normal) latent lattices"}
     )
-    channels: int = field(default=16, metadata={"help": "feature channels of the lattice networks"})
-    depth: int = field(default=2, metadata={"help": "3x3 conv layers reading each coarser level"})
-    gain_hidden: int = field(default=8, metadata={"help": "hidden units of the MLPs of K giving the gains"})
+    channels: int = field(default=16, metadata={"help": "feature channels of the lattice networks", "min": 1})
+    depth: int = field(default=2, metadata={"help": "3x3 conv layers reading each coarser level", "min": 0})
+    gain_hidden: int = field(
+        default=8, metadata={"help": "hidden units of the MLPs of K giving the gains", "min": 1}
+    )
 
 
 class LatticeConditional(nn.Module):

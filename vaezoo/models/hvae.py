@@ -27,19 +27,29 @@ from vaezoo.registry import register_model
 @dataclass(frozen=True)
 class HVAEConfig:
     x_shape: tuple[int, ...] = field(
-        default=(1, 28, 28), metadata={"cli": False, "help": "shape of one datapoint (set by the data set)"}
+        default=(1, 28, 28),
+        metadata={
+            "cli": False,
+            "help": "shape of one datapoint (set by the data set)",
+            "min": 1,
+            "min_len": 1,
+        },
     )
     z_dims: tuple[int, ...] = field(
-        default=(100, 50), metadata={"help": "latent sizes per layer, bottom (next to x) first"}
+        default=(100, 50),
+        metadata={"help": "latent sizes per layer, bottom (next to x) first", "min": 1, "min_len": 1},
     )
     hidden: tuple[int, ...] = field(
         default=(200, 100),
-        metadata={"help": "width of each rung's MLP, bottom first (rung l links layer l-1, or x, to l)"},
+        metadata={
+            "help": "width of each rung's MLP, bottom first (rung l links layer l-1, or x, to l)",
+            "min": 1,
+        },
     )
-    mlp_layers: int = field(default=2, metadata={"help": "hidden layers in each rung's MLP"})
+    mlp_layers: int = field(default=2, metadata={"help": "hidden layers in each rung's MLP", "min": 0})
     activation: Activation = "tanh"
     batch_norm: bool = field(default=False, metadata={"help": "batch norm in every hidden layer"})
-    min_scale: float = field(default=1e-4, metadata={"help": "floor on prior standard deviations"})
+    min_scale: float = field(default=1e-4, metadata={"help": "floor on prior standard deviations", "min": 0})
 
 
 class TopDownHierarchy(LatentVariableModel):

@@ -14,11 +14,15 @@ class LadderVAEConfig(HVAEConfig):
     """The HVAE's fields with the paper's MNIST defaults."""
 
     z_dims: tuple[int, ...] = field(
-        default=(64, 32, 16, 8, 4), metadata={"help": "latent sizes per layer, bottom (next to x) first"}
+        default=(64, 32, 16, 8, 4),
+        metadata={"help": "latent sizes per layer, bottom (next to x) first", "min": 1, "min_len": 1},
     )
     hidden: tuple[int, ...] = field(
         default=(512, 256, 128, 64, 32),
-        metadata={"help": "width of each rung's MLP, bottom first (rung l links layer l-1, or x, to l)"},
+        metadata={
+            "help": "width of each rung's MLP, bottom first (rung l links layer l-1, or x, to l)",
+            "min": 1,
+        },
     )
     activation: Activation = "leaky_relu"
     batch_norm: bool = field(default=True, metadata={"help": "batch norm in every hidden layer"})

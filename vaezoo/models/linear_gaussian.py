@@ -16,11 +16,15 @@ from vaezoo.registry import register_model
 
 @dataclass(frozen=True)
 class LinearGaussianConfig:
-    x_shape: tuple[int, ...] = field(default=(5,), metadata={"cli": False, "help": "shape of one datapoint"})
-    z_dim: int = 2
-    noise_scale: float = field(default=0.5, metadata={"help": "initial observation noise s"})
-    init_scale: float = field(default=1.0, metadata={"help": "scale of the random initial loading matrix W"})
-    seed: int = field(default=0, metadata={"help": "seed of the random initial W and b"})
+    x_shape: tuple[int, ...] = field(
+        default=(5,), metadata={"cli": False, "help": "shape of one datapoint", "min": 1, "min_len": 1}
+    )
+    z_dim: int = field(default=2, metadata={"help": "latent dimension", "min": 1})
+    noise_scale: float = field(default=0.5, metadata={"help": "initial observation noise s", "above": 0})
+    init_scale: float = field(
+        default=1.0, metadata={"help": "scale of the random initial loading matrix W", "min": 0}
+    )
+    seed: int = field(default=0, metadata={"help": "seed of the random initial W and b", "min": 0})
 
 
 @register_model("linear_gaussian", LinearGaussianConfig)

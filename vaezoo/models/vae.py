@@ -20,10 +20,18 @@ from vaezoo.registry import register_model
 @dataclass(frozen=True)
 class VAEConfig:
     x_shape: tuple[int, ...] = field(
-        default=(1, 28, 28), metadata={"cli": False, "help": "shape of one datapoint (set by the data set)"}
+        default=(1, 28, 28),
+        metadata={
+            "cli": False,
+            "help": "shape of one datapoint (set by the data set)",
+            "min": 1,
+            "min_len": 1,
+        },
     )
-    z_dim: int = field(default=50, metadata={"help": "latent dimension"})
-    hidden: tuple[int, ...] = field(default=(200, 200), metadata={"help": "decoder hidden widths, from z up"})
+    z_dim: int = field(default=50, metadata={"help": "latent dimension", "min": 1})
+    hidden: tuple[int, ...] = field(
+        default=(200, 200), metadata={"help": "decoder hidden widths, from z up", "min": 1}
+    )
     activation: Activation = "tanh"
     likelihood: Literal["bernoulli", "gaussian"] = field(
         default="bernoulli", metadata={"help": "bernoulli for binary data, gaussian for real-valued"}

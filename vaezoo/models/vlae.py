@@ -20,20 +20,28 @@ from vaezoo.registry import register_model
 @dataclass(frozen=True)
 class VLAEConfig:
     x_shape: tuple[int, ...] = field(
-        default=(1, 28, 28), metadata={"cli": False, "help": "shape of one datapoint (set by the data set)"}
+        default=(1, 28, 28),
+        metadata={
+            "cli": False,
+            "help": "shape of one datapoint (set by the data set)",
+            "min": 1,
+            "min_len": 1,
+        },
     )
     z_dims: tuple[int, ...] = field(
-        default=(2, 2, 2), metadata={"help": "latent sizes per layer, bottom (shallowest) first"}
+        default=(2, 2, 2),
+        metadata={"help": "latent sizes per layer, bottom (shallowest) first", "min": 1, "min_len": 1},
     )
     hidden: tuple[int, ...] = field(
-        default=(256, 256, 256), metadata={"help": "feature width at each depth, bottom first"}
+        default=(256, 256, 256), metadata={"help": "feature width at each depth, bottom first", "min": 1}
     )
-    mlp_layers: int = field(default=2, metadata={"help": "hidden layers in each u_l and g_l MLP"})
+    mlp_layers: int = field(default=2, metadata={"help": "hidden layers in each u_l and g_l MLP", "min": 0})
     architecture: Literal["mlp", "conv"] = field(
         default="mlp", metadata={"help": "mlp: small, for CPU; conv: the paper's convolutional MNIST nets"}
     )
     conv_channels: tuple[int, ...] = field(
-        default=(64, 128), metadata={"help": "channels of the stride-2 convolutions (architecture conv)"}
+        default=(64, 128),
+        metadata={"help": "channels of the stride-2 convolutions (architecture conv)", "min": 1},
     )
     activation: Activation = "leaky_relu"
     batch_norm: bool = field(default=False, metadata={"help": "batch norm in every dense hidden layer"})
