@@ -10,6 +10,7 @@ particle plate at dim ``-(max_plate_nesting + 1)``.
 from __future__ import annotations
 
 import math
+from dataclasses import field
 from typing import Any
 
 import torch
@@ -18,6 +19,13 @@ from pyro.poutine.util import is_validation_enabled
 from vaezoo.config import resolve
 from vaezoo.errors import DataError
 from vaezoo.zoo_module import ZooModule
+
+
+def x_shape_field(default: tuple[int, ...] = (1, 28, 28)) -> Any:
+    """The ``x_shape`` field of every model config: set from the data set, so no command-line flag."""
+    help = "shape of one datapoint (set by the data set)"
+    return field(default=default, metadata={"cli": False, "help": help, "min": 1, "min_len": 1})
+
 
 LIKELIHOOD_FIX = {
     "bernoulli": "binarize the data (--binarize dynamic or static) or use --likelihood gaussian",

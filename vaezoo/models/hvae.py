@@ -18,7 +18,7 @@ from torch import nn
 
 from vaezoo.distributions import bernoulli
 from vaezoo.errors import ConfigError
-from vaezoo.models.base import LatentVariableModel
+from vaezoo.models.base import LatentVariableModel, x_shape_field
 from vaezoo.models.prior_handoff import PriorHandoff
 from vaezoo.nets import Activation, cat_features, normal_head, per_layer, rung
 from vaezoo.registry import register_model
@@ -26,15 +26,7 @@ from vaezoo.registry import register_model
 
 @dataclass(frozen=True)
 class HVAEConfig:
-    x_shape: tuple[int, ...] = field(
-        default=(1, 28, 28),
-        metadata={
-            "cli": False,
-            "help": "shape of one datapoint (set by the data set)",
-            "min": 1,
-            "min_len": 1,
-        },
-    )
+    x_shape: tuple[int, ...] = x_shape_field()
     z_dims: tuple[int, ...] = field(
         default=(100, 50),
         metadata={"help": "latent sizes per layer, bottom (next to x) first", "min": 1, "min_len": 1},

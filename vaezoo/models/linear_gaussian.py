@@ -10,15 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaezoo.models.base import LatentVariableModel
+from vaezoo.models.base import LatentVariableModel, x_shape_field
 from vaezoo.registry import register_model
 
 
 @dataclass(frozen=True)
 class LinearGaussianConfig:
-    x_shape: tuple[int, ...] = field(
-        default=(5,), metadata={"cli": False, "help": "shape of one datapoint", "min": 1, "min_len": 1}
-    )
+    x_shape: tuple[int, ...] = x_shape_field((5,))
     z_dim: int = field(default=2, metadata={"help": "latent dimension", "min": 1})
     noise_scale: float = field(default=0.5, metadata={"help": "initial observation noise s", "above": 0})
     init_scale: float = field(

@@ -12,22 +12,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from vaezoo.distributions import bernoulli
-from vaezoo.models.base import LatentVariableModel
+from vaezoo.models.base import LatentVariableModel, x_shape_field
 from vaezoo.nets import Activation, mlp
 from vaezoo.registry import register_model
 
 
 @dataclass(frozen=True)
 class VAEConfig:
-    x_shape: tuple[int, ...] = field(
-        default=(1, 28, 28),
-        metadata={
-            "cli": False,
-            "help": "shape of one datapoint (set by the data set)",
-            "min": 1,
-            "min_len": 1,
-        },
-    )
+    x_shape: tuple[int, ...] = x_shape_field()
     z_dim: int = field(default=50, metadata={"help": "latent dimension", "min": 1})
     hidden: tuple[int, ...] = field(
         default=(200, 200), metadata={"help": "decoder hidden widths, from z up", "min": 1}

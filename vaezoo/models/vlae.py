@@ -12,22 +12,14 @@ from torch import nn
 
 from vaezoo.distributions import bernoulli
 from vaezoo.errors import ConfigError
-from vaezoo.models.base import LatentVariableModel
+from vaezoo.models.base import LatentVariableModel, x_shape_field
 from vaezoo.nets import Activation, ConvDecoder, cat_features, per_layer, rung
 from vaezoo.registry import register_model
 
 
 @dataclass(frozen=True)
 class VLAEConfig:
-    x_shape: tuple[int, ...] = field(
-        default=(1, 28, 28),
-        metadata={
-            "cli": False,
-            "help": "shape of one datapoint (set by the data set)",
-            "min": 1,
-            "min_len": 1,
-        },
-    )
+    x_shape: tuple[int, ...] = x_shape_field()
     z_dims: tuple[int, ...] = field(
         default=(2, 2, 2),
         metadata={"help": "latent sizes per layer, bottom (shallowest) first", "min": 1, "min_len": 1},
