@@ -1,4 +1,4 @@
-"""A run killed (SIGKILL) in the middle of writing a checkpoint resumes to the uninterrupted result, bit for bit.
+"""A run killed (SIGKILL) while writing a checkpoint resumes to the uninterrupted result, bit for bit.
 
 The kill happens in a separate process, half-way through the bytes of epoch 2's checkpoint, so nothing of
 Python's shutdown runs; the resumed run starts from different weights, as a fresh process would.
