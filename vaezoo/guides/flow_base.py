@@ -205,10 +205,11 @@ class FlowGuide(ZooModule):
         return z, log_base - log_det
 
     def draw(self, x: torch.Tensor, k: int = 1, lead: int | None = None) -> FlowDraw:
-        """``k`` fresh draws per datapoint of ``x``, their sites laid out for ``lead`` plate dims."""
+        """``k`` fresh draws per datapoint of ``x``, their sites laid out for ``lead`` plate dims
+        (default: ``(batch, *event)`` for one draw, ``(k, batch, *event)`` for more)."""
         check_shape(x, self.x_shape, type(self).__name__)
         eps = torch.randn(k, x.shape[0], self.dim, dtype=self.head.weight.dtype, device=x.device)
-        return FlowDraw(self, x, eps, lead)
+        return FlowDraw(self, x, eps, 2 if lead is None and k > 1 else lead)
 
     def forward(self, x: torch.Tensor) -> None:
         k, lead = enclosing_particles()

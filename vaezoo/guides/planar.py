@@ -19,27 +19,28 @@ class PlanarConfig(FlowEncoderConfig):
     )
 
 
-def planar_u_hat(u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """u moved along w so that w . u_hat = -1 + softplus(w . u) > -1 (Rezende & Mohamed, appendix A).
+def planar_u_hat(u: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(u_hat, w . u_hat)``: u moved along w so that w . u_hat = -1 + softplus(w . u) >= -1.
 
-    Then z -> z + u_hat tanh(w . z + b) is invertible for every (u, w, b): along w its derivative
-    is 1 + (w . u_hat) tanh'(.) > 0, and it is the identity orthogonal to w.
+    Then z -> z + u_hat tanh(w . z + b) is invertible for every (u, w, b) (Rezende & Mohamed,
+    appendix A): along w its derivative is 1 + (w . u_hat) tanh'(.) >= 0, zero at most at one
+    point, and it is the identity orthogonal to w. w . u_hat is returned in that closed form, not
+    as a dot product whose rounding could cross -1 when |w . u| is large.
     """
     wu = (w * u).sum(-1, keepdim=True)
     w_norm2 = w.pow(2).sum(-1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
-    return u + (F.softplus(wu) - 1 - wu) * w / w_norm2
+    wu_hat = F.softplus(wu) - 1
+    return u + (wu_hat - wu) * w / w_norm2, wu_hat
 
 
 def planar_step(
     z: torch.Tensor, u: torch.Tensor, w: torch.Tensor, b: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One step ``(z + u_hat tanh(w . z + b), log |1 + u_hat . psi(z)|)``, psi = tanh'(w . z + b) w."""
-    u_hat = planar_u_hat(u, w)
-    a = (w * z).sum(-1, keepdim=True) + b
-    t = torch.tanh(a)
-    # 1 + (w . u_hat)(1 - tanh^2), with w . u_hat = -1 + softplus(w . u): in (0, inf) by construction.
-    det = 1 + (w * u_hat).sum(-1, keepdim=True) * (1 - t.pow(2))
-    return z + u_hat * t, det.abs().log().squeeze(-1)
+    u_hat, wu_hat = planar_u_hat(u, w)
+    t = torch.tanh((w * z).sum(-1, keepdim=True) + b)
+    det = 1 + wu_hat * (1 - t.pow(2))  # >= 1 - (1 - t^2) >= 0 exactly, since wu_hat >= -1
+    return z + u_hat * t, det.log().squeeze(-1)
 
 
 @register_guide("planar", PlanarConfig)
