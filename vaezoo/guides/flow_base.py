@@ -173,7 +173,7 @@ class FlowGuide(ZooModule):
     def __init__(self, model, config):
         super().__init__()
         self.config = config
-        self.who = f"guide {type(self).registry_name!r}"
+        self.who = f"guide {getattr(type(self), 'registry_name', type(self).__name__)!r}"
         self.layout = LatentLayout(model, self.who)
         self.dim = self.layout.dim
         self.x_shape = model.x_shape
