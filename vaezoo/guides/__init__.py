@@ -16,10 +16,14 @@ from vaezoo.guides.bottom_up import BottomUpConfig, BottomUpGuide
 from vaezoo.guides.bound import BoundGuide
 from vaezoo.guides.exact import ExactPosterior, ExactPosteriorConfig
 from vaezoo.guides.factorized import FactorizedGuide
+from vaezoo.guides.flow_base import FlowEncoderConfig, FlowGuide
 from vaezoo.guides.hmc_refined import HMCRefined, HMCRefinedConfig
+from vaezoo.guides.iaf import IAFConfig, IAFGuide
 from vaezoo.guides.ladder import LadderGuide, LadderGuideConfig, precision_weighted
 from vaezoo.guides.local import LocalFlow, LocalFlowConfig, LocalNormal, LocalNormalConfig
+from vaezoo.guides.planar import PlanarConfig, PlanarGuide
 from vaezoo.guides.semi_amortized import SemiAmortized, SemiAmortizedConfig
+from vaezoo.guides.sylvester import SylvesterConfig, SylvesterGuide
 from vaezoo.guides.vlae import LadderEncoder, LadderEncoderConfig
 
 __all__ = [
@@ -46,6 +50,14 @@ __all__ = [
     "BlockAmortizedConfig",
     "RenormalizationGroupGuide",
     "RGGuideConfig",
+    "PlanarGuide",
+    "PlanarConfig",
+    "IAFGuide",
+    "IAFConfig",
+    "SylvesterGuide",
+    "SylvesterConfig",
     "BoundGuide",
     "FactorizedGuide",
+    "FlowGuide",
+    "FlowEncoderConfig",
 ]

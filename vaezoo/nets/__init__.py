@@ -3,13 +3,15 @@ context managers that hold a network in a temporary state.
 
 One module per family of builders: :mod:`~vaezoo.nets.mlp` (perceptrons, named activations),
 :mod:`~vaezoo.nets.hierarchy` (the rungs and heads of hierarchical VAEs), :mod:`~vaezoo.nets.conv`
-(image encoders and decoders), :mod:`~vaezoo.nets.lattice` (Z2-odd lattice networks) and
-:mod:`~vaezoo.nets.state` (evaluation mode, frozen parameters).
+(image encoders and decoders), :mod:`~vaezoo.nets.lattice` (Z2-odd lattice networks),
+:mod:`~vaezoo.nets.made` (masked autoregressive networks for flows) and :mod:`~vaezoo.nets.state`
+(evaluation mode, frozen parameters).
 """
 
 from vaezoo.nets.conv import Batched, ConvDecoder, conv_encoder
 from vaezoo.nets.hierarchy import FeatureBatchNorm, cat_features, normal_head, per_layer, rung
 from vaezoo.nets.lattice import GainNet, OddConv, OddStack, apply_2d, upsample
+from vaezoo.nets.made import MADE, MaskedLinear
 from vaezoo.nets.mlp import ACTIVATIONS, Activation, activation, mlp
 from vaezoo.nets.state import evaluating, frozen
 
@@ -20,6 +22,8 @@ __all__ = [
     "ConvDecoder",
     "FeatureBatchNorm",
     "GainNet",
+    "MADE",
+    "MaskedLinear",
     "OddConv",
     "OddStack",
     "activation",
