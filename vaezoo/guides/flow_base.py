@@ -181,7 +181,7 @@ class FlowGuide(ZooModule):
         self.encoder = mlp((model.x_numel, *config.hidden), config.activation, final_act=True)
         width = config.hidden[-1] if config.hidden else model.x_numel
         self.head = nn.Linear(width, 2 * self.dim + self.cond_size())
-        self.__dict__["_last"] = None  # (eps, z) of the last draw, both detached: not module state
+        self._last: tuple[torch.Tensor, torch.Tensor] | None = None  # (eps, z) of the last draw, detached
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(mu, sigma, cond)`` of the batch ``x``, shapes ``(batch, D)``, ``(batch, D)``, ``(batch, C)``."""
@@ -218,14 +218,14 @@ class FlowGuide(ZooModule):
             names, shapes = self.layout.names, self.layout.event_shapes
             returned = [pyro.sample(n, FlowSite(draw, i, len(shapes[i]))) for i, n in enumerate(names)]
         if draw.is_own(returned):
-            self.__dict__["_last"] = (draw.eps, draw.z.detach())
+            self._last = (draw.eps, draw.z.detach())
         else:
             self._accept_replay(draw, returned, k, x.shape[0])
 
     def _accept_replay(self, draw: FlowDraw, returned: list[torch.Tensor], k: int, batch: int) -> None:
         """Values fed back to this guide (a replay) are accepted only if they are its last draw."""
         given = self.layout.join(dict(zip(self.layout.names, returned, strict=True)), k, batch).detach()
-        last = self.__dict__["_last"]
+        last = self._last
         if last is None or last[1].shape != given.shape or not torch.equal(last[1], given):
             raise ConfigError(
                 f"{self.who} was replayed on latent values it did not draw (poutine.replay or condition "
