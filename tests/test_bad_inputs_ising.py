@@ -257,3 +257,17 @@ def test_api(name, call, error, message, tmp_path):
     with pytest.raises(error) as info:
         call(tmp_path)
     assert message in str(info.value)
+
+
+def test_every_numeric_flag_declares_its_range():
+    # As tests/test_config.py does for the image commands' configs.
+    import dataclasses
+    import typing
+
+    for cls, _ in ising_cli.CONFIGS.values():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            args = typing.get_args(hints[f.name])
+            inner = {a for arg in args for a in typing.get_args(arg)}  # tuple[int, ...] | None
+            if {int, float} & {hints[f.name], *args, *inner}:
+                assert {"min", "max", "above", "below"} & set(f.metadata), (cls.__name__, f.name)
