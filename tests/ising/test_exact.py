@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from vaezoo.errors import ConfigError
 from vaezoo.ising import exact as ex
 from vaezoo.ising import observables as obs
 
@@ -314,3 +315,48 @@ def test_bad_lattices():
         ex.exact_log_prob(torch.ones(4, 6), 2.0)
     with pytest.raises(ValueError, match="62 sites"):
         ex.state_index(torch.ones(8, 8))
+
+
+@pytest.mark.parametrize("T", [1e-300, 1e-20, 0.1])
+def test_ground_state_limit_without_overflow(T):
+    # K = J/T >= 7: every method gives the two ground states' values, with no overflow or lost digits
+    # (brute force used to report E/N = -4 and <m^2> = 2 at T = 1e-20).
+    for f in (ex.brute_force_thermodynamics, ex.transfer_matrix_thermodynamics, ex.kaufman_thermodynamics):
+        r = f(4, T)
+        assert r.log_z == 2 * 16 / T + math.log(2) and r.energy_per_site == -2.0
+        assert r.heat_capacity_per_site == 0.0
+    assert ex.onsager_log_z_per_site(T) == 2 / T and ex.onsager_energy_per_site(T) == -2.0
+    assert ex.onsager_heat_capacity_per_site(T) == 0.0 and ex.yang_magnetization(T) == 1.0
+    assert ex.onsager_entropy_per_site(T) == 0.0
+    assert ex.kaufman_log_z(64, T) == 2 * 64**2 / T + math.log(2)
+    assert torch.isfinite(ex.brute_force_log_probs(3, T)).any()
+
+
+def test_ground_state_limit_joins_the_methods():
+    # Just below the switch the methods' own values equal the limit to rounding, so it is seamless.
+    T = 1 / 6.9
+    for f in (ex.brute_force_thermodynamics, ex.transfer_matrix_thermodynamics, ex.kaufman_thermodynamics):
+        r = f(4, T)
+        assert r.energy_per_site == pytest.approx(-2.0, abs=1e-14)
+        assert r.heat_capacity_per_site == pytest.approx(0.0, abs=1e-12)
+        assert r.log_z == pytest.approx(2 * 16 / T + math.log(2), rel=1e-15)
+
+
+@pytest.mark.parametrize("T", [1e300, 1e12])
+def test_kaufman_high_temperature_limit(T):
+    # K <= 1e-9: Kaufman's derivatives lose every digit (nan from K ~ 1e-150); the series is exact there.
+    k, tm = ex.kaufman_thermodynamics(6, T), ex.transfer_matrix_thermodynamics(6, T)
+    assert math.isfinite(k.energy_per_site) and math.isfinite(k.heat_capacity_per_site)
+    assert k.energy_per_site == pytest.approx(-2 / T, rel=1e-15)
+    assert k.heat_capacity_per_site == pytest.approx(2 * (1 / T) ** 2, rel=1e-15)
+    assert k.log_z == pytest.approx(tm.log_z, rel=1e-15)
+    assert k.energy_per_site == pytest.approx(tm.energy_per_site, abs=1e-15)
+
+
+def test_extreme_temperatures_refused_with_the_range():
+    with pytest.raises(ConfigError, match="L >= 4"):
+        ex.kaufman_thermodynamics(3, 1e300)
+    with pytest.raises(ConfigError, match="too small.*T must be >"):
+        ex.exact_thermodynamics(4, 1e-310)
+    with pytest.raises(ConfigError, match="ln Z = 2 N J / T overflows"):
+        ex.exact_thermodynamics(4, 1e-307)

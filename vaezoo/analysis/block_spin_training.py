@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 
+from vaezoo.config import check_argument
+from vaezoo.errors import DataError
 from vaezoo.guides.block_spin import BlockAmortized
 from vaezoo.inference import ELBO, ScoreFunction, fit
 from vaezoo.inference.free_energy import fit_bound_guide
@@ -44,6 +47,13 @@ def train_block_spin(
     plain reparameterized / pathwise ELBO; binary latents with the learned guide train
     ``ScoreFunction(ELBO(), baseline=baseline)``. Returns ``(model, guide, objective, history)``.
     """
+    if not isinstance(train, torch.Tensor) or train.dim() != 4 or train.shape[1] != 2 or not len(train):
+        shape = tuple(train.shape) if isinstance(train, torch.Tensor) else type(train).__name__
+        raise DataError(
+            f"train must be block-spin inputs (n, 2, L, L) with n >= 1 (spins, then K; build them with "
+            f"vaezoo.ising.lattice_data.lattice_input), got {shape}"
+        )
+    check_argument("baseline", baseline, Literal["none", "avg", "nvil"])
     torch.manual_seed(seed)
     model = BlockSpin({"L": train.shape[-1], "levels": levels, "latent": latent, **(model_config or {})})
     q = build_guide(guide, model, guide_config or {})

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from pyro import poutine
 
+from vaezoo.config import check_argument
 from vaezoo.errors import ConfigError
 from vaezoo.ising.lattice_data import lattice_input
 from vaezoo.ising.observables import energy_per_site, validate_lattices
@@ -117,15 +118,21 @@ def perturb(
         block spin with that probability, or adds N(0, nudge^2) noise to continuous latents. Level 0
         is always redrawn.
     """
+    if not isinstance(model, BlockSpin):  # an argument check, not a dispatch: this is BlockSpin's study
+        raise ConfigError(
+            f"perturb needs a BlockSpin model (from vaezoo ising train), got {type(model).__name__}"
+        )
     T = check_temperature(T)
     validate_lattices(spins)
     n = model.config.levels
-    levels = list(range(n + 1)) if levels is None else list(levels)
+    if levels is not None and (isinstance(levels, (int, str)) or not hasattr(levels, "__iter__")):
+        raise ConfigError(f"levels must be a list of levels, got {levels!r}")
+    levels = list(range(n + 1)) if levels is None else [check_argument("levels", lv, int) for lv in levels]
     bad = [lv for lv in levels if not 0 <= lv <= n]
     if bad:
         raise ConfigError(f"levels {bad} do not exist; this model has levels 0 (spins) to {n}")
-    if nudge is not None and nudge < 0:
-        raise ConfigError(f"nudge must be >= 0, got {nudge}")
+    if nudge is not None:  # a flip probability for binary block spins, a noise scale for real ones
+        nudge = check_argument("nudge", nudge, float, min=0, **({"max": 1} if model.binary else {}))
     spins = spins.float()
     x = lattice_input(spins, T=T)
     model.check_x(x, full=True)

@@ -36,6 +36,7 @@ import torch
 from pyro import poutine
 from scipy.optimize import brentq
 
+from vaezoo.config import check_argument
 from vaezoo.errors import ConfigError
 from vaezoo.inference.fit import make_optimizer
 from vaezoo.inference.importance import log_likelihood
@@ -139,8 +140,11 @@ def free_energy_bound(
     ``guide`` is r(z | s). The RG guide gives +inf (its support misses most of the model's latents);
     pass a :class:`~vaezoo.guides.block_spin.BlockAmortized` fitted with :func:`fit_bound_guide` instead.
     """
-    if n < 2:
-        raise ConfigError(f"n must be >= 2 to give a standard error, got {n}")
+    if not isinstance(model, BlockSpin):  # an argument check: the bound is the block-spin model's
+        raise ConfigError(f"free_energy_bound needs a BlockSpin model, got {type(model).__name__}")
+    n = check_argument("n", n, int, min=2)  # two samples at least, for a standard error
+    batch_size = check_argument("batch_size", batch_size, int, min=1)
+    check_temperature(T)
     f = bound_samples(model, guide, T, n, batch_size).double()
     return FreeEnergyBound(
         T=float(T),

@@ -26,11 +26,13 @@ from tqdm.auto import tqdm
 
 from vaezoo import checkpoint
 from vaezoo.data import cache_dir
-from vaezoo.errors import ConfigError
+from vaezoo.errors import ConfigError, DataError
+from vaezoo.ising.chains import check_method
 from vaezoo.ising.exact.common import MAX_ENUMERATION_L
 from vaezoo.ising.exact.enumeration import brute_force_log_probs, enumerate_states
 from vaezoo.ising.exact.onsager import T_C
-from vaezoo.ising.parameters import check_temperature, reduced_coupling
+from vaezoo.ising.observables import validate_lattices
+from vaezoo.ising.parameters import check_int, check_temperature, reduced_coupling
 from vaezoo.ising.sampling import sample
 
 #: Default training temperatures: 11 evenly spaced in [1.5, 3.5] plus T_c (12 in all, sorted).
@@ -47,7 +49,14 @@ def lattice_input(
     :param K: the reduced coupling: a number, or a tensor ``(n,)`` of per-lattice values (then ``T``
         must be ``None``).
     """
+    validate_lattices(spins)
+    if spins.dim() != 3 or spins.shape[-1] != spins.shape[-2]:
+        raise DataError(f"spins must be L x L lattices of shape (n, L, L), got shape {tuple(spins.shape)}")
     if isinstance(K, torch.Tensor):
+        if K.numel() != len(spins):
+            raise ConfigError(
+                f"K holds {K.numel()} reduced couplings for {len(spins)} lattices; give one each"
+            )
         if T is not None:
             raise ConfigError("give exactly one of the temperature T or the reduced coupling K = J/T")
         if not bool((K > 0).all()) or not bool(torch.isfinite(K).all()):
@@ -105,7 +114,14 @@ def lattice_dataset(
         or ``"exact"`` (``L <= 4``: independent draws from the enumerated Boltzmann distribution).
     :param seed: temperature ``i`` uses seed ``seed + i``, so sets with the same seed share lattices.
     """
+    check_int(L, "L", 2)
+    if isinstance(temperatures, (int, float)):
+        raise ConfigError(f"temperatures must be a list of temperatures, got the number {temperatures!r}; "
+                          f"write [{temperatures!r}]")
     temps = tuple(check_temperature(T) for T in temperatures)
+    check_int(seed, "seed", 0)
+    if method != "exact":
+        check_method(method)
     if not temps:
         raise ConfigError("give at least one temperature")
     if isinstance(n_per_temperature, bool) or not isinstance(n_per_temperature, int) or n_per_temperature < 1:

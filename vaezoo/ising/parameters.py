@@ -15,6 +15,7 @@ everywhere in :mod:`vaezoo.ising`.
 from __future__ import annotations
 
 import math
+import sys
 
 from vaezoo.errors import ConfigError
 
@@ -64,7 +65,13 @@ def reduced_coupling(T: float | None = None, K: float | None = None, *, J: float
     if K is None:
         # J is checked first, as every caller did before the checks were gathered here.
         J = check_exchange_coupling(J)
-        return J / check_temperature(T)
+        K = J / check_temperature(T)
+        if not math.isfinite(K):  # a subnormal T
+            raise ConfigError(
+                f"temperature T = {T!r} is too small: K = J/T overflows a double; T must be > "
+                f"{J / sys.float_info.max:.3g} J"
+            )
+        return K
     if J != 1.0:
         raise ConfigError("the exchange coupling J goes with the temperature T, not with K = J/T")
     if not _is_finite_real(K) or K <= 0:

@@ -132,6 +132,8 @@ def sample(
         check_int(thin, "thin")
     if not dtype.is_floating_point:
         raise ConfigError(f"dtype must be a floating-point dtype, got {dtype}")
+    if seed is not None:
+        check_int(seed, "seed", 0)
     if generator is not None and seed is not None:
         raise ConfigError("pass either seed or generator, not both")
     if generator is None:

@@ -26,6 +26,7 @@ from vaezoo.ising.exact.common import (
     MAX_ENUMERATION_L,
     ExactThermodynamics,
     check_size,
+    ground_state,
     row_tables,
 )
 from vaezoo.ising.observables import validate_lattices
@@ -158,7 +159,8 @@ def brute_force_log_probs(L: int, T: float, J: float = 1.0) -> Tensor:
     K = reduced_coupling(T, J=J)
     n_sites = L * L
     unequal = torch.cat(list(_state_keys(L))) // (n_sites + 1)
-    log_weights = K * (2 * n_sites - 2 * unequal).to(DTYPE)
+    # Measured from the ground state (bond sum 2N), so no weight overflows however large K is.
+    log_weights = -2.0 * K * unequal.to(DTYPE)
     return log_weights - torch.logsumexp(log_weights, dim=0)
 
 
@@ -171,6 +173,9 @@ def brute_force_thermodynamics(L: int, T: float, J: float = 1.0) -> ExactThermod
     """
     check_size(L, MAX_BRUTE_FORCE_L, "brute-force enumeration")
     K = reduced_coupling(T, J=J)
+    limit = ground_state(L, K, T, J, "brute_force")
+    if limit is not None:
+        return limit
     n_sites = L * L
     g = _density_of_states(L).to(DTYPE)
     bond_sum = 2.0 * n_sites - 2.0 * torch.arange(2 * n_sites + 1, dtype=DTYPE)

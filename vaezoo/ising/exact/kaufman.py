@@ -18,10 +18,37 @@ import math
 import torch
 from torch import Tensor
 
-from vaezoo.ising.exact.common import DTYPE, ExactThermodynamics, check_size
+from vaezoo.errors import ConfigError
+from vaezoo.ising.exact.common import DTYPE, ExactThermodynamics, check_size, ground_state
 from vaezoo.ising.parameters import reduced_coupling
 
-__all__ = ["kaufman_log_z", "kaufman_thermodynamics"]
+__all__ = ["kaufman_log_z", "kaufman_thermodynamics", "HIGH_TEMPERATURE_K"]
+
+#: Up to this reduced coupling (``T >= 1e9 J``) Kaufman's values are replaced by the leading terms of
+#: the high-temperature expansion ``Z = 2^N cosh^{2N} K sum_g tanh^{|g|} K`` over closed bond graphs
+#: ``g``. For ``L >= 4`` the shortest closed graphs have 4 bonds (at most ``N + 2L`` of them), so
+#: ``ln Z = N ln 2 + 2N ln cosh K + O(N K^4)``, ``E/N = -2J tanh K (1 + O(3 K^2))`` and
+#: ``C/N = 2 K^2 / cosh^2 K (1 + O(K^2))``: exact to double precision here. The formula itself is not:
+#: its derivatives are differences of terms of order ``1/K`` and ``1/K^2``, which lose every digit
+#: and then overflow (``nan`` from ``K ~ 1e-150``).
+HIGH_TEMPERATURE_K = 1e-9
+_SERIES_MIN_L = 4  # below it the torus has closed graphs of 2 or 3 bonds, so the series needs more terms
+
+
+def _high_temperature(L: int, K: float, T: float, J: float, what: str) -> ExactThermodynamics | None:
+    if K > HIGH_TEMPERATURE_K:
+        return None
+    if L < _SERIES_MIN_L:
+        raise ConfigError(
+            f"{what} at T = {T!r} (K = J/T <= {HIGH_TEMPERATURE_K:g}) needs L >= {_SERIES_MIN_L}; "
+            "for L = 2 or 3 use method='transfer_matrix' or 'brute_force'"
+        )
+    n_sites = L * L
+    return ExactThermodynamics(
+        L=L, T=float(T), J=float(J), method="kaufman",
+        log_z=n_sites * (math.log(2.0) + 2.0 * math.log(math.cosh(K))),
+        energy_per_site=-2.0 * J * math.tanh(K), heat_capacity_per_site=2.0 * (K / math.cosh(K)) ** 2,
+    )
 
 
 def _kaufman_log_z(L: int, K: Tensor) -> Tensor:
@@ -81,8 +108,13 @@ def kaufman_log_z(L: int, T: float, J: float = 1.0) -> float:
     :param J: exchange coupling ``> 0``.
     """
     check_size(L, None, "Kaufman's formula")
-    K = torch.tensor(reduced_coupling(T, J=J), dtype=DTYPE)
-    return float(_kaufman_log_z(L, K))
+    k_value = reduced_coupling(T, J=J)
+    limit = ground_state(L, k_value, T, J, "kaufman") or _high_temperature(
+        L, k_value, T, J, "Kaufman's formula"
+    )
+    if limit is not None:
+        return limit.log_z
+    return float(_kaufman_log_z(L, torch.tensor(k_value, dtype=DTYPE)))
 
 
 def kaufman_thermodynamics(L: int, T: float, J: float = 1.0) -> ExactThermodynamics:
@@ -98,6 +130,11 @@ def kaufman_thermodynamics(L: int, T: float, J: float = 1.0) -> ExactThermodynam
     """
     check_size(L, None, "Kaufman's formula")
     k_value = reduced_coupling(T, J=J)
+    limit = ground_state(L, k_value, T, J, "kaufman", magnetization=False) or _high_temperature(
+        L, k_value, T, J, "Kaufman's formula"
+    )
+    if limit is not None:
+        return limit
     K = torch.tensor(k_value, dtype=DTYPE, requires_grad=True)
     with torch.enable_grad():
         log_z = _kaufman_log_z(L, K)

@@ -19,6 +19,7 @@ import math
 
 from scipy import integrate, special
 
+from vaezoo.ising.exact.common import GROUND_STATE_K
 from vaezoo.ising.parameters import check_temperature, reduced_coupling
 
 __all__ = [
@@ -50,6 +51,8 @@ def onsager_log_z_per_site(T: float, J: float = 1.0) -> float:
     ``kappa = 2 sinh 2K / cosh^2 2K``. At ``K_c`` it equals ``ln 2 / 2 + 2 G / pi`` (``G`` Catalan's).
     """
     K = reduced_coupling(T, J=J)
+    if K >= GROUND_STATE_K:  # the ground state to double precision (see GROUND_STATE_K); no overflow
+        return 2.0 * K
     k2 = _elliptic_modulus_sq(K)
 
     def integrand(t: float) -> float:
@@ -72,6 +75,8 @@ def onsager_energy_per_site(T: float, J: float = 1.0) -> float:
     ``u = -sqrt(2) J``.
     """
     K = reduced_coupling(T, J=J)
+    if K >= GROUND_STATE_K:
+        return -2.0 * J
     k2 = _elliptic_modulus_sq(K)
     prefactor = 2.0 * math.tanh(2.0 * K) ** 2 - 1.0
     elliptic_term = 0.0 if k2 >= 1.0 else prefactor * special.ellipk(k2)
@@ -80,6 +85,8 @@ def onsager_energy_per_site(T: float, J: float = 1.0) -> float:
 
 def onsager_entropy_per_site(T: float, J: float = 1.0) -> float:
     """Entropy per site ``s = -beta f + u / T`` of the infinite lattice (``k_B = 1``)."""
+    if reduced_coupling(T, J=J) >= GROUND_STATE_K:
+        return 0.0  # the two ground states carry no entropy per site; 2K - 2K would lose it to rounding
     return onsager_log_z_per_site(T, J) + onsager_energy_per_site(T, J) / check_temperature(T)
 
 
@@ -92,6 +99,8 @@ def onsager_heat_capacity_per_site(T: float, J: float = 1.0) -> float:
     Kaufman values).
     """
     K = reduced_coupling(T, J=J)
+    if K >= GROUND_STATE_K:
+        return 0.0
     k2 = _elliptic_modulus_sq(K)
     if k2 >= 1.0:
         return math.inf
@@ -104,6 +113,8 @@ def onsager_heat_capacity_per_site(T: float, J: float = 1.0) -> float:
 def yang_magnetization(T: float, J: float = 1.0) -> float:
     """Yang's spontaneous magnetisation ``m_0 = (1 - sinh^{-4} 2K)^{1/8}`` below ``T_c``, else 0."""
     K = reduced_coupling(T, J=J)
+    if K >= GROUND_STATE_K:
+        return 1.0
     sinh_2k = math.sinh(2.0 * K)
     if sinh_2k <= 1.0:  # sinh 2K_c = 1
         return 0.0

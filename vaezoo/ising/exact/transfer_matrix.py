@@ -26,6 +26,7 @@ from vaezoo.ising.exact.common import (
     MAX_TRANSFER_MATRIX_L,
     ExactThermodynamics,
     check_size,
+    ground_state,
     row_tables,
 )
 from vaezoo.ising.parameters import reduced_coupling
@@ -76,6 +77,9 @@ def transfer_matrix_thermodynamics(L: int, T: float, J: float = 1.0) -> ExactThe
     """
     check_size(L, MAX_TRANSFER_MATRIX_L, "the transfer matrix")
     K = reduced_coupling(T, J=J)
+    limit = ground_state(L, K, T, J, "transfer_matrix", abs_magnetization=L <= MAX_TRANSFER_MAGNETIZATION_L)
+    if limit is not None:
+        return limit
     n_sites = L * L
     t_scaled, w, log_scale = _transfer_matrix(L, K)
     lam, U = torch.linalg.eigh(t_scaled)
