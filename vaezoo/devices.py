@@ -13,6 +13,8 @@ from vaezoo.errors import ConfigError
 
 #: What ``--device`` accepts (``cuda:N`` picks one GPU of several).
 CHOICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+#: The help of every command's ``--device`` flag.
+HELP = "where to compute: cpu, cuda, cuda:N, mps, or auto (CUDA when available, else CPU)"
 
 
 def _mps_available() -> bool:
