@@ -21,9 +21,8 @@ def run_train(out: Path, *extra: str) -> None:
 def smoke_train(tmp_path):
     run_train(tmp_path / "run")
     out = tmp_path / "run"
-    assert {"checkpoint.pt", "samples.png", "reconstructions.png", "loss.png", "metrics.json"} <= {
-        p.name for p in out.iterdir()
-    }
+    assert {"checkpoint.pt", "samples.png", "reconstructions.png", "loss.png", "metrics.json", "log.csv",
+            "config.json"} <= {p.name for p in out.iterdir()}
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_log_likelihood"]["k"] == 4 and metrics["history"][0]["epoch"] == 1
 
@@ -192,3 +191,36 @@ def test_every_benchmark_is_listed_and_runs():
             check=True,
         )
         assert "ratio" in out.stdout and "ran:" in out.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("name", ["train", "eval", "sample", "gap", "traverse"])
+def test_device_cuda_without_cuda_is_refused_before_any_work(name, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("VAEZOO_DATA", str(tmp_path / "no-data"))  # loading data would fail otherwise
+    argv = [name, "--device", "cuda"]
+    argv += ["--out", str(tmp_path / "o")] if name == "train" else ["--checkpoint", str(tmp_path / "none.pt")]
+    argv += ["--layer", "1"] if name == "traverse" else []
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--device cuda: CUDA is not available" in err and "available here: cpu" in err
+    assert "Traceback" not in err and "data not found" not in err and "does not exist" not in err
+    assert not (tmp_path / "o" / "checkpoint.pt").exists()
+
+
+def test_device_and_logger_flags(idx_root, tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install tensorboard)")
+    run_train(tmp_path / "r", "--device", "cpu", "--logger", "tensorboard", "--epochs", "2")
+    out = tmp_path / "r"
+    assert list(out.glob("events.out.tfevents.*")) and not (out / "log.csv").exists()
+    assert json.loads((out / "metrics.json").read_text())["train"]["device"] == "cpu"
+    ckpt = str(out / "checkpoint.pt")
+    argv = ["eval", "--checkpoint", ckpt, "--k", "2", "--n", "4", "--device", "cpu", "--no-progress"]
+    assert main(argv) == 0
+
+
+def test_logger_tensorboard_without_the_package_names_the_install(idx_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    assert main(["train", "--out", str(tmp_path / "o"), "--logger", "tensorboard", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "pip install tensorboard" in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "checkpoint.pt").exists()

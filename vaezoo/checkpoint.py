@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from vaezoo.config import to_dict
+from vaezoo.devices import resolve
 from vaezoo.errors import CheckpointError, ConfigError
 from vaezoo.files import atomic_write
 from vaezoo.registry import GUIDES, MODELS, OBJECTIVES, build_guide, build_model, build_objective
@@ -32,7 +33,11 @@ def save(path: str | os.PathLike, payload: dict[str, Any]) -> None:
 
 
 def load(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and validate a checkpoint; every failure is a :class:`CheckpointError` with a fix."""
+    """Read and validate a checkpoint; every failure is a :class:`CheckpointError` with a fix.
+
+    Tensors are read onto the CPU whatever device wrote them (``map_location``), so a checkpoint
+    written on a GPU loads on a machine without one; :func:`restore` moves the modules on.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
@@ -65,11 +70,17 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
-def restore(path: str | os.PathLike, payload: dict[str, Any] | None = None):
+def restore(
+    path: str | os.PathLike, payload: dict[str, Any] | None = None, device: str | Any | None = None
+):
     """Rebuild ``(model, guide, objective, payload)`` from a checkpoint, weights loaded, in eval mode.
 
     :param payload: what :func:`load` already read from ``path``, to spare a second read.
+    :param device: where to put model, guide and objective (``"cpu"``, ``"cuda"``, ``"auto"``, ...),
+        whichever device wrote the checkpoint; ``None`` leaves them on the CPU.
+    :raises ConfigError: for a ``device`` this machine does not have, before the file is read.
     """
+    device = resolve(device, "device") if device is not None else None
     payload = load(path) if payload is None else payload
     try:
         model = build_model(payload["model"]["name"], payload["model"]["config"])
@@ -87,6 +98,10 @@ def restore(path: str | os.PathLike, payload: dict[str, Any] | None = None):
             objective.load_state_dict(payload["state"]["objective"])
     except (RuntimeError, KeyError) as e:
         raise CheckpointError(f"checkpoint {path} does not fit the model it names: {e}") from None
+    if device is not None:
+        model.to(device)
+        guide.to(device)
+        objective.to(device)
     model.eval()
     guide.eval()
     return model, guide, objective, payload

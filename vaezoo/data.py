@@ -250,25 +250,41 @@ def load(
 
 
 def batches(
-    data, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None
+    data,
+    batch_size: int,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield batches of x from a tensor, an :class:`ImageData`, any map-style dataset or a DataLoader.
 
-    Items that are tuples (x, label, ...) contribute their first element.
+    Items that are tuples (x, label, ...) contribute their first element. With ``device``, each
+    batch is moved there as it is yielded, so the data set itself may stay on the CPU. The order
+    is drawn on the CPU (with ``generator``, a CPU generator) wherever the data are.
     """
+    for x in _batches(data, batch_size, shuffle, generator):
+        yield x if device is None else x.to(device)
+
+
+def _batches(
+    data, batch_size: int, shuffle: bool, generator: torch.Generator | None
+) -> Iterator[torch.Tensor]:
     if isinstance(data, DataLoader):
         for batch in data:
             yield batch[0] if isinstance(batch, (tuple, list)) else batch
         return
     n = len(data)
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    order = torch.randperm(n, generator=generator, device="cpu") if shuffle else torch.arange(n, device="cpu")
     if isinstance(data, (torch.Tensor, ImageData)):
         for start in range(0, n, batch_size):
-            item = data[order[start : start + batch_size]]
+            index = order[start : start + batch_size]
+            if isinstance(data, torch.Tensor):
+                index = index.to(data.device)
+            item = data[index]
             yield item[0] if isinstance(item, tuple) else item
         return
     loader = DataLoader(data, batch_size=batch_size, sampler=order.tolist())
-    yield from batches(loader, batch_size)
+    yield from _batches(loader, batch_size, False, None)
 
 
 def num_batches(data, batch_size: int) -> int:

@@ -238,7 +238,7 @@ def layer_grid(
             rules.update(dict.fromkeys(lower, lambda fn: fn.mean))
         if mode == "traverse":
             base = fixed.nodes[name]["value"].repeat_interleave(n, 0)
-            t = torch.linspace(-span, span, n, dtype=base.dtype).repeat(x.shape[0])
+            t = torch.linspace(-span, span, n, dtype=base.dtype, device=base.device).repeat(x.shape[0])
 
             def traverse(fn):
                 value = base.clone().reshape(base.shape[0], -1)

@@ -108,7 +108,7 @@ def gradient_variance(
     groups = parameter_groups(model, guide, by)
     params = [p for ps in groups.values() for p in ps]
     sizes = [sum(p.numel() for p in ps) for ps in groups.values()]
-    mean = torch.zeros(sum(sizes), dtype=torch.float64)
+    mean = torch.zeros(sum(sizes), dtype=torch.float64, device=params[0].device if params else None)
     m2 = torch.zeros_like(mean)
     for i in range(1, n + 1):
         loss = objective.differentiable_loss(model, guide, batch, progress)

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vaezoo import devices
 from vaezoo.cli.base import (
     IMAGE_SUFFIXES,
     command,
@@ -33,6 +34,7 @@ class EvalConfig(Checked):
     seed: int = field(default=0, metadata={"help": "seed of the importance samples", "min": 0})
     json: str | None = field(default=None, metadata={"help": "also write the result to this JSON file"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    device: str = field(default="auto", metadata={"help": devices.HELP})
 
 
 @command(
@@ -46,9 +48,11 @@ def evaluate(args: argparse.Namespace) -> None:
     from vaezoo.inference import log_likelihood
 
     cfg = from_args(EvalConfig, args)
+    device = devices.resolve(cfg.device, "--device")
     if cfg.json:
         writable_file(cfg.json, "--json")
     model, guide, test_set = restore_with_test_set(cfg, cfg.n, "eval")
+    devices.to_device(device, model, guide)  # each test batch is moved there as it is drawn
     torch.manual_seed(cfg.seed)
     result = log_likelihood(model, guide, test_set, k=cfg.k, batch_size=cfg.batch_size, progress=cfg.progress)
     print(
@@ -69,6 +73,7 @@ class SampleConfig(Checked):
     out: str = field(default="samples.png", metadata={"help": "image grid to write (.png, .jpg, ...)"})
     seed: int = field(default=0, metadata={"help": "seed of the draws", "min": 0})
     binary: bool = field(default=False, metadata={"help": "draw x itself instead of showing its mean"})
+    device: str = field(default="auto", metadata={"help": devices.HELP})
 
 
 @command("sample", "draw samples from a trained model's prior into a PNG grid", flags_of(SampleConfig))
@@ -80,8 +85,10 @@ def sample(args: argparse.Namespace) -> None:
     from vaezoo.errors import ConfigError
 
     cfg = from_args(SampleConfig, args)
+    device = devices.resolve(cfg.device, "--device")
     writable_file(cfg.out, "--out", IMAGE_SUFFIXES)
     model, _, _, _ = restore_image_model(cfg.checkpoint, "sample")
+    model.to(device)
     if len(model.x_shape) != 3:
         raise ConfigError(f"sample writes images, but this model's data have shape {model.x_shape}")
     torch.manual_seed(cfg.seed)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from vaezoo import devices
 from vaezoo.cli.base import IMAGE_SUFFIXES, command, flags_of, restore_with_test_set
 from vaezoo.cli.evaluate import CHECKPOINT_HELP
 from vaezoo.config import Checked, from_args
@@ -33,6 +34,7 @@ class GapConfig(Checked):
     seed: int = field(default=0, metadata={"help": "seed of every estimate", "min": 0})
     json: str | None = field(default=None, metadata={"help": "also write the table to this JSON file"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
+    device: str = field(default="auto", metadata={"help": devices.HELP})
 
 
 @command(
@@ -44,14 +46,16 @@ def gap(args: argparse.Namespace) -> None:
     from vaezoo.analysis.gap import amortization_gap
 
     cfg = from_args(GapConfig, args)
+    device = devices.resolve(cfg.device, "--device")
     if cfg.json:
         writable_file(cfg.json, "--json")
     model, guide, test_set = restore_with_test_set(cfg, cfg.n, "gap")
+    devices.to_device(device, model, guide)
     torch.manual_seed(cfg.seed)
     table = amortization_gap(
         model,
         guide,
-        test_set[torch.arange(len(test_set))][0],
+        test_set[torch.arange(len(test_set))][0].to(device),
         is_k=cfg.is_k,
         ais_intermediate=cfg.ais_intermediate,
         ais_chains=cfg.ais_chains,
@@ -86,6 +90,7 @@ class TraverseConfig(Checked):
     data_dir: str | None = field(default=None, metadata={"help": "folder of the IDX files (else as trained)"})
     seed: int = field(default=0, metadata={"help": "seed of the draws", "min": 0})
     out: str = field(default="traverse.png", metadata={"help": "image grid to write (.png, .jpg, ...)"})
+    device: str = field(default="auto", metadata={"help": devices.HELP})
 
 
 @command(
@@ -98,9 +103,11 @@ def traverse(args: argparse.Namespace) -> None:
     from vaezoo.analysis.diagnostics import layer_grid
 
     cfg = from_args(TraverseConfig, args)
+    device = devices.resolve(cfg.device, "--device")
     writable_file(cfg.out, "--out", IMAGE_SUFFIXES)
     model, guide, test_set = restore_with_test_set(cfg, cfg.images, "traverse")
-    x = test_set[torch.arange(len(test_set))][0]
+    devices.to_device(device, model, guide)
+    x = test_set[torch.arange(len(test_set))][0].to(device)
     layer = int(cfg.layer) if cfg.layer.isdigit() else cfg.layer
     torch.manual_seed(cfg.seed)
     grid = layer_grid(

@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from vaezoo import checkpoint
+from vaezoo import checkpoint, devices
 from vaezoo.cli.base import OWN_COMMANDS, command, result_dict, subset, test_split
 from vaezoo.config import Checked, add_flags, from_args, to_dict
 from vaezoo.errors import ConfigError
 from vaezoo.files import writable_dir
+from vaezoo.loggers import make_logger
 from vaezoo.registry import GUIDES, MODELS, OBJECTIVES
 
 
@@ -46,7 +47,15 @@ class TrainConfig(Checked):
     )
     validate: bool = field(default=False, metadata={"help": "Pyro's distribution argument checks (slower)"})
     progress: bool = True
+    device: str = field(default="auto", metadata={"help": devices.HELP})
+    logger: Literal["csv", "tensorboard", "none"] = field(
+        default="csv",
+        metadata={"help": "per-epoch log: OUT/log.csv, TensorBoard events in OUT, or none"},
+    )
 
+
+#: What each ``--logger`` writes into OUT, for the closing message.
+LOG_FILES = {"csv": ", log.csv, config.json", "tensorboard": ", TensorBoard events", "none": ""}
 
 #: The fields of :class:`TrainConfig` that say what the training data are; with the model, guide,
 #: objective, batch size, learning rate and seed they define a run, so resuming with others is refused.
@@ -91,6 +100,8 @@ def train(args: argparse.Namespace) -> None:
         guide_config = from_args(GUIDES.get(args.guide).config, args, prefix="guide_")
     objective_config = from_args(OBJECTIVES.get(args.objective).config, args)
     out = writable_dir(cfg.out, "--out")
+    device = devices.resolve(cfg.device, "--device")
+    logger = make_logger(cfg.logger, out, images=_sample_grid)
     torch.manual_seed(cfg.seed)
     train_set = subset(
         data.load(cfg.dataset, "train", cfg.binarize, cfg.data_dir, cfg.download, cfg.seed), cfg.train_size
@@ -118,6 +129,8 @@ def train(args: argparse.Namespace) -> None:
         validate=cfg.validate,
         meta=meta,
         data_spec=data_spec,
+        device=device,
+        logger=logger,
     )
     metrics = {
         "model": checkpoint.spec(model),
@@ -134,7 +147,17 @@ def train(args: argparse.Namespace) -> None:
         )
     _write_figures(model, guide, test_set, history, out)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    print(f"wrote {out}/checkpoint.pt, samples.png, reconstructions.png, loss.png, metrics.json")
+    print(
+        f"wrote {out}/checkpoint.pt, samples.png, reconstructions.png, loss.png, metrics.json"
+        + LOG_FILES[cfg.logger]
+    )
+
+
+def _sample_grid(model, guide):
+    """64 prior samples of an image model, for the TensorBoard logger; ``None`` for other data."""
+    from vaezoo.analysis import prior_samples
+
+    return prior_samples(model, 64) if len(model.x_shape) == 3 else None
 
 
 def _write_figures(model, guide, test_set, history, out: Path) -> None:
@@ -149,7 +172,7 @@ def _write_figures(model, guide, test_set, history, out: Path) -> None:
 
     if len(model.x_shape) == 3:
         save_image(prior_samples(model, 64), out / "samples.png", nrow=8)
-        x = test_set[torch.arange(min(32, len(test_set)))][0]
+        x = test_set[torch.arange(min(32, len(test_set)))][0].to(devices.module_device(model))
         save_image(torch.cat([x, reconstructions(model, guide, x)]), out / "reconstructions.png", nrow=8)
     fig, ax = plt.subplots(figsize=(5, 3.5))
     epochs = [h["epoch"] for h in history]

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from vaezoo.config import resolve
+from vaezoo.devices import module_device
 from vaezoo.errors import DataError
 from vaezoo.guides.bound import BoundGuide
 from vaezoo.guides.factorized import FactorizedGuide
@@ -62,8 +63,10 @@ class _Local(BoundGuide):
         self.x_shape = model.x_shape
         self._fitted_on: torch.Tensor | None = None
         n, d = self.config.n_data, self.layout.dim
-        self.loc = nn.Parameter(torch.zeros(n, d))
-        self.log_scale = nn.Parameter(torch.zeros(n, d))
+        # Built per batch while the model may already sit on a GPU: the parameters start beside it.
+        device = module_device(model)
+        self.loc = nn.Parameter(torch.zeros(n, d, device=device))
+        self.log_scale = nn.Parameter(torch.zeros(n, d, device=device))
 
     def _check(self, x: torch.Tensor) -> None:
         check_shape(x, self.x_shape, type(self).__name__)
@@ -198,16 +201,17 @@ class LocalFlow(_Local):
     def __init__(self, model, config: LocalFlowConfig | dict | None = None, **overrides):
         super().__init__(model, config, **overrides)
         n, d, h = self.config.n_data, self.layout.dim, self.config.hidden
+        at = {"device": self.loc.device}
         self.halves = (d // 2, d - d // 2)
         self.nets = nn.ParameterList()
         for _ in range(self.config.flows):
             for d_in, d_out in (self.halves, self.halves[::-1]):
                 self.nets.extend(
                     [
-                        nn.Parameter(torch.randn(n, d_in, h) / math.sqrt(max(d_in, 1))),
-                        nn.Parameter(torch.zeros(n, h)),
-                        nn.Parameter(torch.zeros(n, h, 2 * d_out)),
-                        nn.Parameter(torch.zeros(n, 2 * d_out)),
+                        nn.Parameter(torch.randn(n, d_in, h, **at) / math.sqrt(max(d_in, 1))),
+                        nn.Parameter(torch.zeros(n, h, **at)),
+                        nn.Parameter(torch.zeros(n, h, 2 * d_out, **at)),
+                        nn.Parameter(torch.zeros(n, 2 * d_out, **at)),
                     ]
                 )
 

@@ -57,7 +57,7 @@ def _ais_chunk(model, x, layout, c, betas, kernel: HMC) -> torch.Tensor:
         return log_prob
 
     z = sample_prior(model, x, c, layout)
-    log_w = torch.zeros(c, x.shape[0], dtype=torch.float64)
+    log_w = torch.zeros(c, x.shape[0], dtype=torch.float64, device=x.device)
     for t in range(1, len(betas)):
         beta = betas[t].item()
         fn = target(beta)

@@ -16,9 +16,11 @@ from tqdm.auto import tqdm
 from vaezoo import checkpoint
 from vaezoo.config import check_argument
 from vaezoo.data import batches, num_batches
+from vaezoo.devices import module_device, resolve, to_device
 from vaezoo.errors import CheckpointError, TrainingError, VaezooError
 from vaezoo.files import remove_leftovers, writable_dir
 from vaezoo.inputs import check_data
+from vaezoo.loggers import Logger
 from vaezoo.nets import evaluating
 
 CHECKPOINT = "checkpoint.pt"
@@ -54,10 +56,11 @@ def make_optimizer(params: list[torch.nn.Parameter], lr: float) -> torch.optim.O
 
 @torch.no_grad()
 def mean_bound(model, guide, objective, data, batch_size: int = 500) -> float:
-    """The objective's bound averaged over ``data`` (eval mode, full latent weight)."""
+    """The objective's bound averaged over ``data`` (eval mode, full latent weight), computed where
+    ``model`` lives (batches are moved there)."""
     total, n = 0.0, 0
     with evaluating(model, guide):
-        for x in batches(data, batch_size):
+        for x in batches(data, batch_size, device=module_device(model)):
             total += objective.bound(model, guide, x).sum().item()
             n += x.shape[0]
     return total / n
@@ -81,6 +84,21 @@ def differences(saved: Any, now: Any, where: str = "") -> list[str]:
                 for line in differences(saved.get(k, "(not recorded)"), now.get(k, "(not recorded)"),
                                         f"{where}.{k}" if where else str(k))]
     return [] if saved == now else [f"{where}: {saved!r} -> {now!r}"]
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    # A run resumed on another kind of device continues with that device's own generator.
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def _resume(path: Path, spec: dict[str, Any]) -> dict[str, Any]:
@@ -113,6 +131,8 @@ def fit(
     validate: bool | None = None,
     meta: dict[str, Any] | None = None,
     data_spec: dict[str, Any] | None = None,
+    device: str | torch.device | None = None,
+    logger: Logger | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` and ``guide`` to maximize ``objective`` on ``train``; return the per-epoch history.
 
@@ -126,14 +146,23 @@ def fit(
 
     ``progress`` shows a progress bar per epoch, ``verbose`` prints one summary line per epoch.
 
+    ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"auto"``) moves model, guide and
+    the objective's own state there before the optimizer is made; each batch is moved there as it
+    is drawn, so the data may stay on the CPU. ``None`` trains where the model already is. The
+    checkpoint does not depend on the device: one written on a GPU resumes on the CPU and back.
+
+    ``logger`` (a :class:`~vaezoo.loggers.Logger`, e.g. ``CSVLogger(out)``) receives the run's
+    config once and every epoch's record after its checkpoint is written; a resumed run hands it
+    the history so far, so no epoch is logged twice.
+
     The checkpoint records what defines the run: model, guide and objective with their configs,
     ``batch_size``, ``lr``, ``seed`` and ``data_spec`` (what the data are: data set, binarization,
     size, source folder; by default the number of training datapoints). Resuming a run that differs
     in any of them is refused with the list of differences. Leftover ``*.tmp`` files of a write
     that was killed are removed first.
 
-    :raises ConfigError: for a bad argument (``epochs``, ``batch_size``, ``lr``, ``seed``, ``out``),
-        before any work is done.
+    :raises ConfigError: for a bad argument (``epochs``, ``batch_size``, ``lr``, ``seed``, ``out``,
+        a ``device`` this machine does not have), before any work is done.
     :raises DataError: for data the model cannot take (checked once here, so the steps need not).
     :raises TrainingError: when the loss stops being finite; the last good checkpoint is kept.
     """
@@ -145,6 +174,9 @@ def fit(
     if test is not None:
         test = check_data(model, test, "test")
     path = writable_dir(out, "out") / CHECKPOINT if out is not None else None
+    device = module_device(model) if device is None else resolve(device, "device")
+    logger = Logger() if logger is None else logger
+    to_device(device, model, guide, objective)
     # Objectives may own trainable parts (e.g. a learned baseline) and state (e.g. a running average).
     owners = [model, guide] + ([objective] if callable(getattr(objective, "parameters", None)) else [])
     params = parameters(*owners)
@@ -163,13 +195,13 @@ def fit(
         if "objective" in saved["state"]:
             objective.load_state_dict(saved["state"]["objective"])
         optimizer.load_state_dict(saved["state"]["optimizer"])
-        torch.set_rng_state(saved["rng"]["torch"])
-        random.setstate(saved["rng"]["python"])
+        _set_rng_state(saved["rng"], device)
         history, start = list(saved["history"]), saved["epoch"]
+    logger.start({**spec, "meta": meta or {}, "device": str(device)}, history)
 
     steps = num_batches(train, batch_size)
     context = pyro.validation_enabled(validate) if validate is not None else contextlib.nullcontext()
-    with context:
+    with context, contextlib.closing(logger):
         for epoch in range(start, epochs):
             t0 = time.perf_counter()
             model.train()
@@ -177,7 +209,7 @@ def fit(
             order = torch.Generator().manual_seed(seed * 100_003 + epoch)
             total, count = 0.0, 0
             bar = tqdm(
-                batches(train, batch_size, shuffle=True, generator=order),
+                batches(train, batch_size, shuffle=True, generator=order, device=device),
                 total=steps,
                 desc=f"epoch {epoch + 1}/{epochs}",
                 disable=not progress,
@@ -230,10 +262,11 @@ def fit(
                             "optimizer": optimizer.state_dict(),
                             **_objective_state(objective),
                         },
-                        "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+                        "rng": _rng_state(device),
                         "history": history,
                         "meta": meta or {},
                     },
                 )
             start = epoch + 1
+            logger.log_epoch(record, model, guide)
     return history

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from vaezoo.config import check_argument
 from vaezoo.data import batches, num_batches
+from vaezoo.devices import module_device
 from vaezoo.inference.traces import run_pair
 from vaezoo.inputs import check_data
 from vaezoo.nets import evaluating
@@ -88,11 +89,12 @@ def chunk_size(k: int, batch: int, x_numel: int, max_elements: int) -> int:
 class LogMeanWeight:
     """log (1/k) sum_j w_j per datapoint and its delta-method s.e., merged over chunks of log weights.
 
-    Log-sum-exp accumulators of w and w^2, so k = 5000 weights need no more memory than one chunk.
+    Log-sum-exp accumulators of w and w^2, so k = 5000 weights need no more memory than one chunk;
+    they live on ``device``, where the weights are computed.
     """
 
-    def __init__(self, batch: int):
-        self.lse = torch.full((batch,), -math.inf, dtype=torch.float64)
+    def __init__(self, batch: int, device: torch.device | str | None = None):
+        self.lse = torch.full((batch,), -math.inf, dtype=torch.float64, device=device)
         self.lse2 = self.lse.clone()
         self.k = 0
 
@@ -129,11 +131,15 @@ def log_mean_weights(
     elements of x-sized tensors, until ``k`` weights per datapoint are merged.
     """
     parts = []
+    where = module_device(model)
     for x in tqdm(
-        batches(data, batch_size), total=num_batches(data, batch_size), disable=not progress, desc=desc
+        batches(data, batch_size, device=where),
+        total=num_batches(data, batch_size),
+        disable=not progress,
+        desc=desc,
     ):
         c = chunk_size(k, x.shape[0], model.x_numel, max_elements)
-        weights = LogMeanWeight(x.shape[0])
+        weights = LogMeanWeight(x.shape[0], x.device)
         while weights.k < k:
             weights.add(log_weights(x, min(c, k - weights.k)))
         parts.append(Estimate(*weights.result()))

@@ -62,6 +62,13 @@ class Objective:
     def bound(self, model, guide, x: torch.Tensor) -> torch.Tensor:
         return self.per_datapoint(model, guide, x, 1.0)
 
+    def to(self, device: torch.device | str) -> Objective:
+        """Move what the objective owns (baseline networks, running averages) to ``device``; return it.
+
+        Objectives without tensors of their own have nothing to move.
+        """
+        return self
+
     def log_weights(self, model, guide, x: torch.Tensor, latent_weight: float = 1.0) -> torch.Tensor:
         """log w_j per particle and datapoint, shape ``(k, batch)``, for a :attr:`multi_sample` bound."""
         raise ConfigError(f"{self.describe()} is not a bound built from per-particle importance weights")

@@ -167,6 +167,10 @@ class ScoreFunction(Objective):
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.baseline.load_state_dict(state)
 
+    def to(self, device: torch.device | str) -> ScoreFunction:
+        self.baseline.to(device)
+        return self
+
     def bound(self, model, guide, x: torch.Tensor) -> torch.Tensor:
         return self.objective.bound(model, guide, x)
 

@@ -17,6 +17,7 @@ import torch
 from pyro.poutine.util import is_validation_enabled
 
 from vaezoo.config import resolve
+from vaezoo.devices import module_device
 from vaezoo.errors import DataError
 from vaezoo.zoo_module import ZooModule
 
@@ -72,8 +73,8 @@ class LatentVariableModel(ZooModule):
         return math.prod(self.x_shape)
 
     def example_x(self, n: int = 1) -> torch.Tensor:
-        """A valid input batch (used to discover latent sites by tracing)."""
-        return torch.zeros((n, *self.x_shape))
+        """A valid input batch (used to discover latent sites by tracing), beside the model's parameters."""
+        return torch.zeros((n, *self.x_shape), device=module_device(self))
 
     def default_guide_config(self) -> dict[str, Any]:
         """Overrides of the default guide's config that suit this model (e.g. mirrored widths)."""

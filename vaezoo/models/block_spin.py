@@ -13,6 +13,7 @@ from pyro import poutine
 from pyro.poutine.util import is_validation_enabled
 from torch import nn
 
+from vaezoo.devices import module_device
 from vaezoo.distributions import CheckerboardLattice, SymmetricLatticeCategorical
 from vaezoo.errors import ConfigError, DataError
 from vaezoo.ising.exact import BETA_C
@@ -186,7 +187,7 @@ class BlockSpin(LatentVariableModel):
 
     def example_x(self, n: int = 1) -> torch.Tensor:
         """``n`` all-up lattices at the critical coupling K_c (valid input for tracing)."""
-        return lattice_input(torch.ones(n, self.L, self.L), K=BETA_C)
+        return lattice_input(torch.ones(n, self.L, self.L, device=module_device(self)), K=BETA_C)
 
     def check_x(self, x: torch.Tensor, full: bool = False) -> None:
         """Raise :class:`DataError` unless ``x`` is ``(batch, 2, L, L)``: spins ±1, then a constant K > 0."""
@@ -258,7 +259,7 @@ class BlockSpin(LatentVariableModel):
 
 def model_trace(model: BlockSpin, n: int, T: float | None = None, K: float | None = None) -> poutine.Trace:
     """One joint draw (s, z) ~ p(s, z | K) per row, ``n`` rows, as a Pyro trace (site ``"x"`` sampled)."""
-    x = lattice_input(torch.ones(n, model.L, model.L), T=T, K=K)
+    x = lattice_input(torch.ones(n, model.L, model.L, device=module_device(model)), T=T, K=K)
     return poutine.trace(poutine.uncondition(model)).get_trace(x)
 
 

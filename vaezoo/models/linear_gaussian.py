@@ -81,13 +81,13 @@ class LinearGaussian(LatentVariableModel):
     def log_marginal(self, x: torch.Tensor) -> torch.Tensor:
         """Exact log p(x) per datapoint, shape ``(batch,)``."""
         W, s2 = self.W, self.noise**2
-        cov = W @ W.T + s2 * torch.eye(W.shape[0], dtype=W.dtype)
+        cov = W @ W.T + s2 * torch.eye(W.shape[0], dtype=W.dtype, device=W.device)
         return dist.MultivariateNormal(self.b, covariance_matrix=cov).log_prob(x.flatten(1))
 
     def posterior(self, x: torch.Tensor) -> dict[str, dist.Distribution]:
         """Exact p(z | x) for each latent site, batched over ``x``."""
         W, s2 = self.W, self.noise**2
-        prec = torch.eye(self.z_dim, dtype=W.dtype) + W.T @ W / s2
+        prec = torch.eye(self.z_dim, dtype=W.dtype, device=W.device) + W.T @ W / s2
         cov = torch.linalg.inv(prec)
         loc = (x.flatten(1) - self.b) @ W @ cov.T / s2
         return {"z": dist.MultivariateNormal(loc, covariance_matrix=cov)}
