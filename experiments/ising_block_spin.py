@@ -47,7 +47,8 @@ from vaezoo import checkpoint
 from vaezoo.analysis.block_spin_training import bound_guide as bound_guide_for
 from vaezoo.analysis.block_spin_training import has_parameters, train_block_spin
 from vaezoo.analysis.perturb import perturb, perturbation_grid
-from vaezoo.inference.free_energy import exact_kl_l4, free_energy_bound
+from vaezoo.inference.exact_kl import exact_kl_l4
+from vaezoo.inference.free_energy import free_energy_bound
 from vaezoo.ising import T_C, exact_thermodynamics, kaufman_thermodynamics, sample
 from vaezoo.ising.estimates import (
     estimate_abs_magnetization,

@@ -8,13 +8,11 @@ import torch
 from tests.conftest import randomize
 from vaezoo.guides.block_spin import BlockAmortized, RenormalizationGroupGuide
 from vaezoo.inference import ELBO, fit, log_likelihood
+from vaezoo.inference.exact_kl import exact_bound, exact_kl_l4, joint_log_probs
 from vaezoo.inference.free_energy import (
-    exact_bound,
     exact_free_energy,
-    exact_kl_l4,
     fit_bound_guide,
     free_energy_bound,
-    joint_log_probs,
     mean_field_free_energy,
 )
 from vaezoo.ising.exact import T_C, brute_force_thermodynamics, enumerate_states

@@ -8,13 +8,11 @@ energy (:func:`free_energy_bound`, :func:`exact_bound`, :func:`exact_kl_l4`) wor
 from vaezoo.inference.ais import AISLogLikelihood, ais_log_likelihood, schedule
 from vaezoo.inference.baselines import AverageBaseline, Baseline, NVILBaseline
 from vaezoo.inference.elbo import ELBO, ELBOConfig
+from vaezoo.inference.exact_kl import ExactKL, exact_bound, exact_kl_l4
 from vaezoo.inference.fit import fit, mean_bound, parameters
 from vaezoo.inference.free_energy import (
-    ExactKL,
     FreeEnergyBound,
-    exact_bound,
     exact_free_energy,
-    exact_kl_l4,
     fit_bound_guide,
     free_energy_bound,
     mean_field_free_energy,

@@ -128,7 +128,7 @@ class BlockSpin(LatentVariableModel):
     occupations {0, 1} too (block spin 2 z - 1).
 
     The correctness criterion is Stuhlmüller et al.'s: the marginal of s must be the Boltzmann
-    distribution at K; it is checked exactly at L = 4 (:func:`~vaezoo.inference.free_energy.exact_kl_l4`)
+    distribution at K; it is checked exactly at L = 4 (:func:`~vaezoo.inference.exact_kl.exact_kl_l4`)
     and bounded through the free energy at larger L.
 
     References:
