@@ -6,9 +6,9 @@ import itertools
 import math
 
 import pyro
+import pyro.distributions as dist
 import pytest
 import torch
-import pyro.distributions as dist
 from torch.distributions import Normal
 
 from vaezoo import ConfigError

@@ -7,6 +7,7 @@ energy (:func:`free_energy_bound`, :func:`exact_bound`, :func:`exact_kl_l4`) wor
 
 from vaezoo.inference.ais import AISLogLikelihood, ais_log_likelihood, schedule
 from vaezoo.inference.baselines import AverageBaseline, Baseline, NVILBaseline
+from vaezoo.inference.beta_tcvae import BetaTCVAE, BetaTCVAEConfig, mws_log_density
 from vaezoo.inference.elbo import ELBO, ELBOConfig
 from vaezoo.inference.exact_kl import ExactKL, exact_bound, exact_kl_l4
 from vaezoo.inference.fit import fit, mean_bound, parameters
@@ -19,6 +20,7 @@ from vaezoo.inference.free_energy import (
 )
 from vaezoo.inference.hmc import HMC, HMCState
 from vaezoo.inference.importance import Estimate, LogLikelihood, log_likelihood
+from vaezoo.inference.info_vae import InfoVAE, InfoVAEConfig, kernel_matrix, mmd_unbiased
 from vaezoo.inference.iwae import IWAE, IWAEConfig
 from vaezoo.inference.messengers import ScaleLatents
 from vaezoo.inference.objective import Objective
@@ -33,6 +35,13 @@ __all__ = [
     "ELBOConfig",
     "IWAE",
     "IWAEConfig",
+    "BetaTCVAE",
+    "BetaTCVAEConfig",
+    "mws_log_density",
+    "InfoVAE",
+    "InfoVAEConfig",
+    "kernel_matrix",
+    "mmd_unbiased",
     "ScoreFunction",
     "ScoreFunctionConfig",
     "Baseline",
