@@ -154,3 +154,12 @@ def test_flow_guides_and_hierarchies_are_refused_with_the_reason():
     hvae = build_model("hvae", {"x_shape": (1, 6, 6), "z_dims": (3, 2), "hidden": (8,)})
     with pytest.raises(ConfigError, match="single latent site"):
         BetaTCVAE().differentiable_loss(hvae, build_guide("amortized", hvae), x)
+
+
+def test_check_pair_refuses_before_training_and_accepts_a_vae():
+    model, guide, x = small_vae()
+    BetaTCVAE(dataset_size=100).check_pair(model, guide, x)
+    with pytest.raises(ConfigError, match="factorized guide"):
+        BetaTCVAE().check_pair(*small_vae("iaf"))
+    with pytest.raises(ConfigError, match="dataset_size"):
+        BetaTCVAE(dataset_size=3).check_pair(model, guide, x)

@@ -163,3 +163,10 @@ def test_batch_of_one_and_discrete_latents_are_refused():
     spins = build_model("block_spin", {"L": 4, "levels": 2, "channels": 4, "depth": 1})
     with pytest.raises(ConfigError, match="discrete"):
         InfoVAE().differentiable_loss(spins, spins.default_guide(), spins.example_x(3))
+
+
+def test_check_pair_refuses_detached_guides_and_accepts_a_vae():
+    model, guide, x = small_vae()
+    InfoVAE().check_pair(model, guide, x)
+    with torch.no_grad(), pytest.raises(ConfigError, match="detached"):
+        InfoVAE().check_pair(model, build_guide("hmc_refined", model), x)

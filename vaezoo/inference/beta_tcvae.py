@@ -140,6 +140,11 @@ class BetaTCVAE(Objective):
         self._check(pair)
         return pair.log_weight().mean(0)
 
+    def check_pair(self, model, guide, x: torch.Tensor) -> None:
+        """Raise :class:`ConfigError` if this objective cannot train the pair on batches like ``x``."""
+        self._check(run_pair(model, guide, x, 1))
+        mws_log_density(torch.zeros(x.shape[0], x.shape[0]), self.config.dataset_size)
+
     def _check(self, pair: PairTrace) -> str:
         if len(pair.latent) != 1:
             raise ConfigError(

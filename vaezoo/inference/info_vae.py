@@ -135,6 +135,11 @@ class InfoVAE(Objective):
         prior = latent_matrix(prior_sites, pair.latent, k, m)
         return mmd_unbiased(posterior, prior, self.config.kernel, self.config.bandwidth)
 
+    def check_pair(self, model, guide, x: torch.Tensor) -> None:
+        """Raise :class:`ConfigError` if this objective cannot train the pair on batches like ``x``."""
+        with torch.enable_grad():
+            self.mmd(model, guide, x)
+
     def per_datapoint(self, model, guide, x: torch.Tensor, latent_weight: float = 1.0) -> torch.Tensor:
         pair = run_pair(model, guide, x, self.config.num_particles)
         recon = sum(pair.log_p(n) for n in pair.observed)
