@@ -42,8 +42,9 @@ class InfoVAEConfig:
 def kernel_matrix(a: torch.Tensor, b: torch.Tensor, kernel: str, bandwidth: float) -> torch.Tensor:
     """k(a_i, b_j) for ``a`` ``(..., n, D)`` and ``b`` ``(..., m, D)``, shape ``(..., n, m)``.
 
-    With squared length scale l^2 = D * bandwidth^2 (so one bandwidth suits any D):
-    gaussian exp(-|a - b|^2 / (2 l^2)); inverse multiquadratic c / (c + |a - b|^2), c = 2 l^2.
+    With r^2 the squared Euclidean distance between a and b and squared length scale
+    l^2 = D * bandwidth^2 (so one bandwidth suits any D): gaussian exp(-r^2 / (2 l^2)); inverse
+    multiquadratic c / (c + r^2), c = 2 l^2.
     """
     if bandwidth <= 0:
         raise ConfigError(f"the MMD kernel bandwidth must be > 0, got {bandwidth}")
