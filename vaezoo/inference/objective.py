@@ -69,6 +69,10 @@ class Objective:
         """
         return self
 
+    def check_pair(self, model, guide, x: torch.Tensor) -> None:
+        """Raise :class:`ConfigError` naming the reason if this objective cannot train ``model`` with
+        ``guide`` on batches like ``x``; objectives that take any pair have nothing to check."""
+
     def log_weights(self, model, guide, x: torch.Tensor, latent_weight: float = 1.0) -> torch.Tensor:
         """log w_j per particle and datapoint, shape ``(k, batch)``, for a :attr:`multi_sample` bound."""
         raise ConfigError(f"{self.describe()} is not a bound built from per-particle importance weights")
