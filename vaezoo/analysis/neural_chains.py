@@ -8,9 +8,11 @@ proposals, ``sweeps`` local or cluster updates (:mod:`vaezoo.ising`) may follow:
 the Boltzmann distribution invariant too, so their composition does. The model handles large moves
 (a domain flipped, a new ordered state), the sweeps the local detail the model misses.
 
-Exact only when ``ln q`` is: with :class:`~vaezoo.analysis.neural_importance.ModelProposal`
-``method="is"`` the acceptance uses a noisy, low-biased ``ln q_hat`` and the chain's stationary law is
-perturbed.
+Exact with :class:`~vaezoo.analysis.neural_importance.ModelProposal` ``method="enumerate"`` (exact
+``ln q``) and ``method="joint"`` (a chain on spins and latents whose target has the Boltzmann law as
+its marginal; after each sweep the latents are redrawn from the guide, that target's conditional).
+With ``method="is"`` the acceptance uses a noisy, low-biased ``ln q_hat`` and the chain's stationary
+law is perturbed.
 
 References:
     - Tierney (1994), Markov chains for exploring posterior distributions, Ann. Statist. 22, 1701

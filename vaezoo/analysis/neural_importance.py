@@ -26,16 +26,20 @@ import math
 from dataclasses import dataclass
 
 import torch
+from pyro import poutine
 
 from vaezoo.config import check_argument
 from vaezoo.errors import ConfigError, DataError
 from vaezoo.inference.exact_kl import enumerate_latents, joint_log_probs
+from vaezoo.inference.free_energy import site_log_prob_sum
 from vaezoo.inference.importance import log_likelihood
+from vaezoo.inference.traces import run_pair
 from vaezoo.ising.exact import MAX_ENUMERATION_L, brute_force_log_probs, enumerate_states, state_index
 from vaezoo.ising.lattice_data import lattice_input
 from vaezoo.ising.observables import abs_magnetization, energy, magnetization_sq, validate_lattices
 from vaezoo.ising.parameters import check_temperature
-from vaezoo.models.block_spin import BlockSpin, sample_model
+from vaezoo.models.block_spin import BlockSpin, model_trace, sample_model
+from vaezoo.nets import evaluating
 
 __all__ = [
     "ModelProposal",
@@ -63,12 +67,24 @@ def check_proposal_lattices(spins: torch.Tensor, L: int, who: str) -> torch.Tens
 class ModelProposal:
     """q(s) of a block-spin model at temperature ``T``: draws, and ``ln q`` of any lattice.
 
-    ``method="enumerate"`` sums the joint ``p(s, z | K)`` over every latent configuration (binary
-    latents, at most 4096 of them): exact. ``method="is"`` estimates ``ln q(s)`` by importance
-    sampling with ``guide`` as proposal, ``k`` particles. That estimate ``ln q_hat`` is biased low
-    (Jensen: ``E[ln q_hat] <= ln q``, by about ``se^2 / 2``), so weights ``exp(-E/T) / q_hat`` are
-    biased high and unevenly so; estimates built on them are consistent only as ``k -> infinity``,
-    and Metropolis-Hastings on them is not exact. ``"auto"`` enumerates when it can.
+    Three ways to weigh a draw (``method``):
+
+    * ``"enumerate"``: ``ln q(s)`` summed over every latent configuration (binary latents, at most
+      4096 of them). Exact.
+    * ``"joint"``: no marginal at all. The draw keeps its latents ``z ~ p(z | s)`` and the weight is
+      ``exp(-E(s)/T) r(z | s) / p(s, z)`` with ``r = guide``: importance sampling of the extended
+      target ``p_Boltzmann(s) r(z | s)``, whose marginal is the Boltzmann law, so every estimate is
+      consistent and Metropolis-Hastings exact for any guide (the guide's quality only sets the ESS).
+      ``ln (1/n) sum w`` is then the IWAE-style tightening of the free-energy bound of
+      :func:`~vaezoo.inference.free_energy.free_energy_bound` (the same per-draw quantity, averaged
+      in the exponent). :meth:`log_prob` of a given lattice draws ``z ~ r(z | s)`` for it, the
+      extended target's exact conditional, which is what a chain needs after a sweep.
+    * ``"is"``: ``ln q_hat(s)`` by importance sampling with the guide, ``k`` particles. Biased:
+      ``E[ln q_hat] <= ln q`` (Jensen, by about ``se^2 / 2``), so weights ``exp(-E/T) / q_hat`` are
+      biased high and unevenly so; estimates are consistent only as ``k -> infinity`` and
+      Metropolis-Hastings on them is not exact. Kept for comparison.
+
+    ``"auto"`` enumerates when it can, else uses ``"joint"`` (which needs a guide).
     """
 
     def __init__(
@@ -86,15 +102,15 @@ class ModelProposal:
         self.k = check_argument("k", k, int, min=1)
         self.batch_size = check_argument("batch_size", batch_size, int, min=1)
         if method == "auto":
-            method = "enumerate" if self._enumerable() else "is"
-        if method not in ("enumerate", "is"):
-            raise ConfigError(f"method must be 'auto', 'enumerate' or 'is', got {method!r}")
+            method = "enumerate" if self._enumerable() else "joint"
+        if method not in ("enumerate", "joint", "is"):
+            raise ConfigError(f"method must be 'auto', 'enumerate', 'joint' or 'is', got {method!r}")
         if method == "enumerate":
             enumerate_latents(model)  # raises a ConfigError naming why not
         elif guide is None:
             raise ConfigError(
-                "ln q(s) of this model cannot be enumerated (continuous or too many latents), and no guide "
-                "was given for the importance-sampling estimate: pass guide=..."
+                f"method {method!r} weighs draws with a guide r(z | s), and none was given (the latents "
+                "cannot be enumerated: continuous, or too many): pass guide=..."
             )
         self.method = method
 
@@ -111,27 +127,45 @@ class ModelProposal:
 
     @property
     def exact(self) -> bool:
-        return self.method == "enumerate"
+        """Whether weights built on :meth:`log_prob` make estimates consistent and chains exact."""
+        return self.method != "is"
 
     @torch.no_grad()
     def log_prob(self, spins: torch.Tensor) -> torch.Tensor:
-        """``ln q(s)``, float64 ``(n,)``, of lattices ``(n, L, L)``; an estimate for ``method="is"``."""
+        """``ln q(s)``, float64 ``(n,)``, of lattices ``(n, L, L)``: exact, or see ``method``."""
         spins = check_proposal_lattices(spins, self.L, "ModelProposal.log_prob")
         x = lattice_input(spins, T=self.T)
         if self.method == "is":
-            return log_likelihood(
-                self.model, self.guide, x, k=self.k, batch_size=self.batch_size
-            ).per_datapoint.double()
-        chunks = [
-            joint_log_probs(self.model, None, x[i : i + self.batch_size])[0].logsumexp(0)
-            for i in range(0, len(x), self.batch_size)
-        ]
-        return torch.cat(chunks).double()
+            k, size = self.k, self.batch_size
+            return log_likelihood(self.model, self.guide, x, k=k, batch_size=size).per_datapoint.double()
+        parts = []
+        with evaluating(self.model, *([self.guide] if self.guide is not None else [])):
+            for i in range(0, len(x), self.batch_size):
+                chunk = x[i : i + self.batch_size]
+                if self.method == "joint":
+                    parts.append(run_pair(self.model, self.guide, chunk).log_weight()[0])
+                else:
+                    parts.append(joint_log_probs(self.model, None, chunk)[0].logsumexp(0))
+        return torch.cat(parts).double()
 
+    @torch.no_grad()
     def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n`` lattices from the model (torch's global RNG) and their ``ln q``."""
-        spins = sample_model(self.model, n, T=self.T, batch_size=self.batch_size)
-        return spins, self.log_prob(spins)
+        """``n`` lattices from the model (torch's global RNG) and their ``ln q`` (see ``method``)."""
+        if self.method != "joint":
+            spins = sample_model(self.model, n, T=self.T, batch_size=self.batch_size)
+            return spins, self.log_prob(spins)
+        spins, log_q = [], []
+        with evaluating(self.model, self.guide):
+            for i in range(0, n, self.batch_size):
+                trace = model_trace(self.model, min(self.batch_size, n - i), T=self.T)
+                s = 2 * trace.nodes["x"]["value"] - 1
+                log_p = site_log_prob_sum(trace, (*self.model.layer_sites, "x"))
+                guide = poutine.trace(poutine.replay(self.guide, trace=trace)).get_trace(
+                    lattice_input(s, T=self.T)
+                )
+                spins.append(s)
+                log_q.append(log_p - site_log_prob_sum(guide, self.model.layer_sites))
+        return torch.cat(spins), torch.cat(log_q).double()
 
 
 class BoltzmannProposal:
