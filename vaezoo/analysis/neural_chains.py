@@ -8,7 +8,7 @@ proposals, ``sweeps`` local or cluster updates (:mod:`vaezoo.ising`) may follow:
 the Boltzmann distribution invariant too, so their composition does. The model handles large moves
 (a domain flipped, a new ordered state), the sweeps the local detail the model misses.
 
-Exact with :class:`~vaezoo.analysis.neural_importance.ModelProposal` ``method="enumerate"`` (exact
+Exact with :class:`~vaezoo.analysis.proposals.ModelProposal` ``method="enumerate"`` (exact
 ``ln q``) and ``method="joint"`` (a chain on spins and latents whose target has the Boltzmann law as
 its marginal; after each sweep the latents are redrawn from the guide, that target's conditional).
 With ``method="is"`` the acceptance uses a noisy, low-biased ``ln q_hat`` and the chain's stationary
@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 import torch
 
-from vaezoo.analysis.neural_importance import check_proposal_lattices, log_weights
+from vaezoo.analysis.neural_importance import log_weights
+from vaezoo.analysis.proposals import check_proposal_lattices
 from vaezoo.config import check_argument
 from vaezoo.errors import ConfigError, DataError
 from vaezoo.ising.autocorrelation import integrated_autocorrelation_time
@@ -92,8 +93,8 @@ def neural_mcmc(
     """Run ``n_chains`` chains of independent Metropolis-Hastings with ``proposal``, each step optionally
     followed by ``sweeps`` sweeps of ``kernel`` (``"swendsen_wang"`` or ``"heat_bath"``).
 
-    :param proposal: a :class:`~vaezoo.analysis.neural_importance.ModelProposal` (or the exact
-        :class:`~vaezoo.analysis.neural_importance.BoltzmannProposal`) at the target temperature.
+    :param proposal: a :class:`~vaezoo.analysis.proposals.ModelProposal` (or the exact
+        :class:`~vaezoo.analysis.proposals.BoltzmannProposal`) at the target temperature.
     :param start: initial lattices ``(n_chains, L, L)`` of ±1 spins, ``L`` the proposal's side.
     :param n_steps: steps recorded (no burn-in is discarded: start from the proposal's draws, or drop
         the first steps yourself).
