@@ -1,5 +1,6 @@
 """Studies built from models, guides and inference objects: the amortization gap, layer diagnostics,
-gradient variance, predictive draws and the block-spin perturbations and training recipes. May
+gradient variance, predictive draws, the block-spin perturbations and training recipes, and neural
+importance sampling and MCMC with a model as the proposal. May
 import every floor below."""
 
 from vaezoo.analysis.block_spin_training import bound_guide, train_block_spin
@@ -16,8 +17,11 @@ from vaezoo.analysis.diagnostics import (
 )
 from vaezoo.analysis.gap import GapTable, amortization_gap, elbo_estimate
 from vaezoo.analysis.gradient_variance import GradientStats, gradient_variance
+from vaezoo.analysis.neural_chains import NeuralMCMCResult, neural_mcmc
+from vaezoo.analysis.neural_importance import NeuralISResult, WeightedEstimate, neural_importance_sampling
 from vaezoo.analysis.perturb import LevelPerturbation, Perturbation, perturb, perturbation_grid
 from vaezoo.analysis.predictive import prior_samples, reconstructions
+from vaezoo.analysis.proposals import BoltzmannProposal, ModelProposal
 
 __all__ = [
     "GapTable",
@@ -42,4 +46,11 @@ __all__ = [
     "perturbation_grid",
     "train_block_spin",
     "bound_guide",
+    "ModelProposal",
+    "BoltzmannProposal",
+    "WeightedEstimate",
+    "NeuralISResult",
+    "neural_importance_sampling",
+    "NeuralMCMCResult",
+    "neural_mcmc",
 ]
