@@ -255,26 +255,39 @@ def batches(
     shuffle: bool = False,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
+    order: list[int] | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield batches of x from a tensor, an :class:`ImageData`, any map-style dataset or a DataLoader.
 
     Items that are tuples (x, label, ...) contribute their first element. With ``device``, each
     batch is moved there as it is yielded, so the data set itself may stay on the CPU. The order
-    is drawn on the CPU (with ``generator``, a CPU generator) wherever the data are.
+    is drawn on the CPU (with ``generator``, a CPU generator) wherever the data are; ``order``
+    (indices, e.g. one rank's share from :func:`vaezoo.parallel.rank_order`) gives it instead,
+    for any data but a DataLoader.
     """
-    for x in _batches(data, batch_size, shuffle, generator):
+    for x in _batches(data, batch_size, shuffle, generator, order):
         yield x if device is None else x.to(device)
 
 
 def _batches(
-    data, batch_size: int, shuffle: bool, generator: torch.Generator | None
+    data, batch_size: int, shuffle: bool, generator: torch.Generator | None, order: list[int] | None = None
 ) -> Iterator[torch.Tensor]:
     if isinstance(data, DataLoader):
+        if order is not None:
+            raise DataError(
+                "a DataLoader brings its own order and cannot be split over processes; "
+                "pass its dataset (or a tensor) instead"
+            )
         for batch in data:
             yield batch[0] if isinstance(batch, (tuple, list)) else batch
         return
-    n = len(data)
-    order = torch.randperm(n, generator=generator, device="cpu") if shuffle else torch.arange(n, device="cpu")
+    if order is not None:
+        order = torch.as_tensor(order, dtype=torch.long)
+    elif shuffle:
+        order = torch.randperm(len(data), generator=generator, device="cpu")
+    else:
+        order = torch.arange(len(data), device="cpu")
+    n = len(order)
     if isinstance(data, (torch.Tensor, ImageData)):
         for start in range(0, n, batch_size):
             index = order[start : start + batch_size]

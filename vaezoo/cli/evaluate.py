@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vaezoo import devices
+from vaezoo import devices, parallel
 from vaezoo.cli.base import (
     IMAGE_SUFFIXES,
     command,
@@ -46,15 +46,21 @@ def evaluate(args: argparse.Namespace) -> None:
     import torch
 
     from vaezoo.inference import log_likelihood
+    from vaezoo.inference.run_state import rank_seed
 
     cfg = from_args(EvalConfig, args)
     device = devices.resolve(cfg.device, "--device")
     if cfg.json:
         writable_file(cfg.json, "--json")
+    w, device = parallel.join(device)  # under torchrun, each rank evaluates a part of the test set
     model, guide, test_set = restore_with_test_set(cfg, cfg.n, "eval")
     devices.to_device(device, model, guide)  # each test batch is moved there as it is drawn
-    torch.manual_seed(cfg.seed)
-    result = log_likelihood(model, guide, test_set, k=cfg.k, batch_size=cfg.batch_size, progress=cfg.progress)
+    torch.manual_seed(cfg.seed if w.main else rank_seed(cfg.seed, w.rank, 0))
+    result = log_likelihood(
+        model, guide, test_set, k=cfg.k, batch_size=cfg.batch_size, progress=cfg.progress, split=True
+    )
+    if not w.main:
+        return
     print(
         f"test NLL = {-result.mean:.2f} ± {result.stderr:.2f} nats "
         f"(IS k={cfg.k}, n={len(test_set)}; ± is the Monte Carlo s.e.; "

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from vaezoo import checkpoint, devices
+from vaezoo import checkpoint, devices, parallel
 from vaezoo.cli.base import OWN_COMMANDS, command, result_dict, subset, test_split
 from vaezoo.config import Checked, add_flags, from_args, to_dict
 from vaezoo.errors import ConfigError
@@ -139,12 +139,17 @@ def train(args: argparse.Namespace) -> None:
         "train": to_dict(cfg),
         "history": history,
     }
+    w = parallel.world()  # fit joined the processes torchrun started, if any
     if cfg.eval_k:
-        result = log_likelihood(model, guide, test_set, k=cfg.eval_k, progress=cfg.progress)
+        result = log_likelihood(model, guide, test_set, k=cfg.eval_k, progress=cfg.progress, split=True)
         metrics["test_log_likelihood"] = result_dict(result)
-        print(
-            f"test NLL = {-result.mean:.2f} ± {result.stderr:.2f} nats (IS k={cfg.eval_k}, n={len(test_set)})"
-        )
+        if w.main:
+            print(
+                f"test NLL = {-result.mean:.2f} ± {result.stderr:.2f} nats "
+                f"(IS k={cfg.eval_k}, n={len(test_set)})"
+            )
+    if not w.main:  # rank 0 alone writes figures and metrics
+        return
     _write_figures(model, guide, test_set, history, out)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print(

@@ -13,12 +13,15 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from vaezoo import checkpoint
+from vaezoo import checkpoint, parallel
 from vaezoo.config import check_argument
 from vaezoo.data import batches, num_batches
 from vaezoo.devices import module_device, resolve, to_device
-from vaezoo.errors import CheckpointError, TrainingError, VaezooError
+from vaezoo.errors import TrainingError, VaezooError
 from vaezoo.files import remove_leftovers, writable_dir
+from vaezoo.inference.run_state import kept, rank_seed, restore_rng, rng_state, run_spec
+from vaezoo.inference.run_state import resume as resume_run
+from vaezoo.inference.training_step import TrainingStep, data_parallel
 from vaezoo.inputs import check_data
 from vaezoo.loggers import Logger
 from vaezoo.nets import evaluating
@@ -43,12 +46,6 @@ def _objective_state(objective) -> dict[str, Any]:
     return {"objective": state_dict()} if callable(state_dict) else {}
 
 
-def _kept(path: Path | None, epochs_saved: int) -> str:
-    if path is None or not epochs_saved:
-        return "no checkpoint was written"
-    return f"the last good checkpoint (epoch {epochs_saved}) is kept at {path}"
-
-
 def make_optimizer(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
     """Adam with the fused kernel: one pass over all parameters instead of a dozen ops per tensor."""
     return torch.optim.Adam(params, lr=lr, fused=True)
@@ -57,60 +54,17 @@ def make_optimizer(params: list[torch.nn.Parameter], lr: float) -> torch.optim.O
 @torch.no_grad()
 def mean_bound(model, guide, objective, data, batch_size: int = 500) -> float:
     """The objective's bound averaged over ``data`` (eval mode, full latent weight), computed where
-    ``model`` lives (batches are moved there)."""
-    total, n = 0.0, 0
+    ``model`` lives (batches are moved there). Under torchrun each rank takes a part of ``data``
+    and every rank returns the mean over all of it."""
+    w = parallel.world()
+    part = list(parallel.shard(len(data), w)) if w.size > 1 else None
+    sums = torch.zeros(2, dtype=torch.float64, device=module_device(model))
     with evaluating(model, guide):
-        for x in batches(data, batch_size, device=module_device(model)):
-            total += objective.bound(model, guide, x).sum().item()
-            n += x.shape[0]
+        for x in batches(data, batch_size, device=module_device(model), order=part):
+            bound = objective.bound(model, guide, x).sum().double()
+            sums += torch.stack([bound, sums.new_tensor(x.shape[0])])
+    total, n = parallel.sum_over_ranks(sums, w).tolist()
     return total / n
-
-
-def _run_spec(model, guide, objective, batch_size: int, lr: float, seed: int, data: dict) -> dict[str, Any]:
-    """Everything that defines a run; a checkpoint resumes only a run whose spec is equal."""
-    return {
-        "model": checkpoint.spec(model),
-        "guide": checkpoint.spec(guide),
-        "objective": checkpoint.spec(objective),
-        "train": {"batch_size": batch_size, "lr": lr, "seed": seed},
-        "data": data,
-    }
-
-
-def differences(saved: Any, now: Any, where: str = "") -> list[str]:
-    """``"key.path: saved -> now"`` for each leaf where two run specs differ."""
-    if isinstance(saved, dict) and isinstance(now, dict):
-        return [line for k in sorted(set(saved) | set(now), key=str)
-                for line in differences(saved.get(k, "(not recorded)"), now.get(k, "(not recorded)"),
-                                        f"{where}.{k}" if where else str(k))]
-    return [] if saved == now else [f"{where}: {saved!r} -> {now!r}"]
-
-
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    # A run resumed on another kind of device continues with that device's own generator.
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def _resume(path: Path, spec: dict[str, Any]) -> dict[str, Any]:
-    saved = checkpoint.load(path)
-    diff = differences({k: saved.get(k, "(not recorded)") for k in spec}, spec)
-    if diff:
-        mismatched = [k for k in spec if saved.get(k) != spec[k]]
-        raise CheckpointError(
-            f"{path} holds a run with different {', '.join(mismatched)} ({'; '.join(diff)}); "
-            "use another --out (Python: out=), or --no-resume (resume=False) to start over in this folder"
-        )
-    return saved
 
 
 def fit(
@@ -175,67 +129,86 @@ def fit(
         test = check_data(model, test, "test")
     path = writable_dir(out, "out") / CHECKPOINT if out is not None else None
     device = module_device(model) if device is None else resolve(device, "device")
-    logger = Logger() if logger is None else logger
+    w, device = parallel.join(device)
+    local_batch = parallel.check_split(batch_size, len(train), w)
+    # One rank reports: the others neither log nor draw progress bars.
+    logger = Logger() if logger is None or not w.main else logger
+    progress, verbose = progress and w.main, verbose and w.main
     to_device(device, model, guide, objective)
     # Objectives may own trainable parts (e.g. a learned baseline) and state (e.g. a running average).
     owners = [model, guide] + ([objective] if callable(getattr(objective, "parameters", None)) else [])
     params = parameters(*owners)
     optimizer = make_optimizer(params, lr)
-    spec = _run_spec(model, guide, objective, batch_size, lr, seed, data_spec or {"n": len(train)})
+    spec = run_spec(model, guide, objective, batch_size, lr, seed, data_spec or {"n": len(train)})
     history: list[dict[str, float]] = []
     start = 0
     torch.manual_seed(seed)
     random.seed(seed)
-    if path is not None:
+    if w.rank > 0:
+        torch.manual_seed(rank_seed(seed, w.rank, 0))
+    if path is not None and w.main:
         remove_leftovers(path)
     if path is not None and path.exists() and resume:
-        saved = _resume(path, spec)
+        saved = resume_run(path, spec)
         model.load_state_dict(saved["state"]["model"])
         guide.load_state_dict(saved["state"]["guide"])
         if "objective" in saved["state"]:
             objective.load_state_dict(saved["state"]["objective"])
         optimizer.load_state_dict(saved["state"]["optimizer"])
-        _set_rng_state(saved["rng"], device)
         history, start = list(saved["history"]), saved["epoch"]
-    logger.start({**spec, "meta": meta or {}, "device": str(device)}, history)
+        restore_rng(saved["rng"], w.rank, seed, start, device)
+    logger.start({**spec, "meta": meta or {}, "device": str(device), "processes": w.size}, history)
 
-    steps = num_batches(train, batch_size)
+    owned = params[len(parameters(model, guide)):]
+    objective_state = _objective_state(objective).get("objective", {}).values()
+    order = None
+    if w.size > 1:
+        order = parallel.rank_order(len(train), seed * 100_003, start, w)
+    step = data_parallel(
+        TrainingStep(model, guide, objective, owned), w, device,
+        lambda: next(batches(train, local_batch, device=device, order=order)),
+    )
     context = pyro.validation_enabled(validate) if validate is not None else contextlib.nullcontext()
     with context, contextlib.closing(logger):
         for epoch in range(start, epochs):
             t0 = time.perf_counter()
             model.train()
             guide.train()
-            order = torch.Generator().manual_seed(seed * 100_003 + epoch)
-            total, count = 0.0, 0
-            bar = tqdm(
-                batches(train, batch_size, shuffle=True, generator=order, device=device),
-                total=steps,
-                desc=f"epoch {epoch + 1}/{epochs}",
-                disable=not progress,
-                leave=False,
-            )
+            if w.size == 1:
+                shuffled = torch.Generator().manual_seed(seed * 100_003 + epoch)
+                drawn = batches(train, batch_size, shuffle=True, generator=shuffled, device=device)
+                steps = num_batches(train, batch_size)
+            else:  # the same order as one process, dealt to the ranks (see vaezoo.parallel)
+                order = parallel.rank_order(len(train), seed * 100_003, epoch, w)
+                drawn = batches(train, local_batch, device=device, order=order)
+                steps = num_batches(order, local_batch)
+            sums = torch.zeros(2, dtype=torch.float64)
+            desc = f"epoch {epoch + 1}/{epochs}"
+            bar = tqdm(drawn, total=steps, desc=desc, disable=not progress, leave=False)
             for i, x in enumerate(bar):
                 where = f"at epoch {epoch + 1}, step {i + 1} of {steps}"
-                try:
-                    loss = objective.differentiable_loss(model, guide, x, progress=epoch + i / steps)
-                except VaezooError:
-                    raise
-                except ValueError as e:  # Pyro's validation found invalid (e.g. NaN) parameters
-                    raise TrainingError(f"{where}: {str(e).splitlines()[0]}; {_kept(path, start)}") from e
-                value = loss.item()
-                if not math.isfinite(value):
-                    raise TrainingError(
-                        f"loss became {value} {where}; {_kept(path, start)}. "
-                        "Lower the learning rate (--lr) or check the data"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += value * x.shape[0]
-                count += x.shape[0]
+                with parallel.collective(f"the training step {where}", w):
+                    try:
+                        loss = step(x, progress=epoch + i / steps)
+                    except VaezooError:
+                        raise
+                    except ValueError as e:  # Pyro's validation found invalid (e.g. NaN) parameters
+                        first = str(e).splitlines()[0]
+                        raise TrainingError(f"{where}: {first}; {kept(path, start)}") from e
+                    value = loss.item()
+                    if not math.isfinite(value):
+                        raise TrainingError(
+                            f"loss became {value} {where}; {kept(path, start)}. "
+                            "Lower the learning rate (--lr) or check the data"
+                        )
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    parallel.average_state(objective_state, w)
+                sums += torch.tensor([value * x.shape[0], x.shape[0]], dtype=torch.float64)
                 if i % 50 == 0:
                     bar.set_postfix(loss=f"{value:.2f}")
+            total, count = parallel.sum_over_ranks(sums.to(device), w).tolist()
             record = {
                 "epoch": epoch + 1,
                 "train_loss": total / count,
@@ -251,22 +224,24 @@ def fit(
                 )
                 tqdm.write(shown)
             if path is not None:
-                checkpoint.save(
-                    path,
-                    {
-                        **spec,
-                        "epoch": epoch + 1,
-                        "state": {
-                            "model": model.state_dict(),
-                            "guide": guide.state_dict(),
-                            "optimizer": optimizer.state_dict(),
-                            **_objective_state(objective),
+                rng = parallel.all_objects(rng_state(device), w)
+                if w.main:
+                    checkpoint.save(
+                        path,
+                        {
+                            **spec,
+                            "epoch": epoch + 1,
+                            "state": {
+                                "model": model.state_dict(),
+                                "guide": guide.state_dict(),
+                                "optimizer": optimizer.state_dict(),
+                                **_objective_state(objective),
+                            },
+                            "rng": rng if w.size > 1 else rng[0],
+                            "history": history,
+                            "meta": {**(meta or {}), "processes": w.size},
                         },
-                        "rng": _rng_state(device),
-                        "history": history,
-                        "meta": meta or {},
-                    },
-                )
+                    )
             start = epoch + 1
             logger.log_epoch(record, model, guide)
     return history

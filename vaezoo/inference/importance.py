@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from vaezoo import parallel
 from vaezoo.config import check_argument
 from vaezoo.data import batches, num_batches
 from vaezoo.devices import module_device
@@ -123,19 +124,25 @@ def log_mean_weights(
     max_elements: int,
     progress: bool,
     desc: str,
+    split: bool = False,
 ) -> Estimate:
     """log (1/k) sum_j w_j for every datapoint in ``data``, and its delta-method s.e.
 
     ``log_weights(x, m)`` returns ``m`` independent log weights per datapoint of the batch ``x``,
     shape ``(m, batch)``; it is called with ``m`` chosen so a chunk holds at most ``max_elements``
     elements of x-sized tensors, until ``k`` weights per datapoint are merged.
+
+    With ``split`` under torchrun, each rank estimates a contiguous part of ``data`` and every rank
+    returns the estimates of all datapoints, in order; every rank must make the call.
     """
     parts = []
     where = module_device(model)
+    w = parallel.world() if split else parallel.World()
+    part = list(parallel.shard(len(data), w)) if w.size > 1 else None
     for x in tqdm(
-        batches(data, batch_size, device=where),
-        total=num_batches(data, batch_size),
-        disable=not progress,
+        batches(data, batch_size, device=where, order=part),
+        total=num_batches(part if part is not None else data, batch_size),
+        disable=not progress or not w.main,
         desc=desc,
     ):
         c = chunk_size(k, x.shape[0], model.x_numel, max_elements)
@@ -143,7 +150,10 @@ def log_mean_weights(
         while weights.k < k:
             weights.add(log_weights(x, min(c, k - weights.k)))
         parts.append(Estimate(*weights.result()))
-    return Estimate.cat(parts)
+    if w.size == 1:
+        return Estimate.cat(parts)
+    mine = Estimate.cat(parts) if parts else Estimate(torch.empty(0), torch.empty(0))
+    return Estimate(parallel.gather_rows(mine.per_datapoint, w), parallel.gather_rows(mine.mc_stderr, w))
 
 
 @torch.no_grad()
@@ -156,6 +166,7 @@ def log_likelihood(
     batch_size: int = 100,
     max_elements: int = 2**23,
     progress: bool = False,
+    split: bool = False,
 ) -> LogLikelihood:
     """Importance-sampled log p(x) of every datapoint in ``data``, with ``guide`` as proposal.
 
@@ -164,6 +175,8 @@ def log_likelihood(
     so k=5000 needs no more memory than k=c. Modules are put in eval mode for the run.
 
     :param data: a tensor ``(n, *x_shape)``, an :class:`~vaezoo.data.ImageData`, or a DataLoader.
+    :param split: under torchrun, split ``data`` over the ranks (every rank calls, every rank gets
+        all estimates; see :func:`log_mean_weights`).
     """
     k = check_argument("k", k, int, min=1)
     data = check_data(model, data, "data")
@@ -181,5 +194,6 @@ def log_likelihood(
             max_elements=max_elements,
             progress=progress,
             desc=f"IS k={k}",
+            split=split,
         )
     return LogLikelihood(r.per_datapoint, r.mc_stderr, k)

@@ -1,0 +1,57 @@
+"""One training step's loss as a module, so :class:`~torch.nn.parallel.DistributedDataParallel` can wrap it.
+
+DDP synchronizes the gradients of the module it wraps. The objective's loss involves the model, the
+guide and any parameters the objective owns (an NVIL baseline network), so all three live in one
+:class:`TrainingStep` whose ``forward`` runs the objective; Pyro's handlers run inside it, in each
+process, exactly as in a single-process run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from vaezoo.parallel import World
+
+
+class TrainingStep(nn.Module):
+    """``forward(x, progress)``: ``objective.differentiable_loss(model, guide, x, progress)``.
+
+    ``owned`` are the objective's own trainable parameters; they are registered here (not the
+    objective, which need not be a module) so DDP averages their gradients too.
+    """
+
+    def __init__(self, model, guide, objective, owned: list[nn.Parameter] = ()):
+        super().__init__()
+        self.model, self.guide = model, guide
+        self.owned = nn.ParameterList(owned)
+        object.__setattr__(self, "objective", objective)  # not a submodule: owned holds its parameters
+
+    def forward(self, x: torch.Tensor, progress: float = math.inf) -> torch.Tensor:
+        return self.objective.differentiable_loss(self.model, self.guide, x, progress=progress)
+
+
+def data_parallel(
+    step: TrainingStep, w: World, device: torch.device, first_batch: Callable[[], torch.Tensor]
+) -> nn.Module:
+    """``step`` wrapped in DDP when there are several ranks (itself otherwise).
+
+    DDP broadcasts rank 0's parameters and buffers when it is made. Lazily shaped parameters (a
+    baseline network that learns its input size from the first batch) get their shapes first, from
+    ``first_batch()`` without gradients. Unused parameters are allowed: a guide or objective may leave
+    some out, the same ones every step (``static_graph``).
+    """
+    if w.size == 1:
+        return step
+    if any(isinstance(p, nn.parameter.UninitializedParameter) for p in step.parameters()):
+        with torch.no_grad():
+            step(first_batch())
+    return DistributedDataParallel(
+        step,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        static_graph=True,
+    )
