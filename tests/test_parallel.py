@@ -83,6 +83,9 @@ STOCHASTIC = PRELUDE + textwrap.dedent(
     history = fit(model, guide, data, objective, epochs=3, batch_size=32, progress=False)
     save("stochastic", parameters(model, guide) + list(objective.state_dict().values()))
     save("history", [torch.tensor([h["train_loss"] for h in history])])
+    nvil = ScoreFunction(ELBO(), baseline="nvil")  # a baseline network with lazily shaped weights
+    fit(model, guide, data, nvil, epochs=1, batch_size=32, progress=False)
+    save("nvil", parameters(model, guide) + list(nvil.state_dict().values()))
     """
 )
 
@@ -185,10 +188,11 @@ def test_two_processes_take_the_step_of_one_process_with_their_combined_batch(tm
 
 def test_ranks_and_objective_state_stay_in_sync_and_training_improves(tmp_path):
     assert_ran(launch(STOCHASTIC, 2, tmp_path))
-    ranks = [loaded(tmp_path, "stochastic", r) for r in (0, 1)]
-    assert len(ranks[0]) > 2
-    for a, b in zip(*ranks, strict=True):
-        assert torch.equal(a, b)
+    for name in ("stochastic", "nvil"):
+        ranks = [loaded(tmp_path, name, r) for r in (0, 1)]
+        assert len(ranks[0]) > 2
+        for a, b in zip(*ranks, strict=True):
+            assert torch.equal(a, b)
     (losses,) = loaded(tmp_path, "history", 0)
     assert torch.equal(losses, loaded(tmp_path, "history", 1)[0])  # every rank reports the global mean
     assert losses[-1] < losses[0]

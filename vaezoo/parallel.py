@@ -142,6 +142,14 @@ def shard(n: int, w: World) -> range:
     return range(w.rank * n // w.size, (w.rank + 1) * n // w.size)
 
 
+def _lost_contact(e: RuntimeError) -> bool:
+    """Whether ``e`` is a failed exchange between ranks rather than an error of the program itself."""
+    if isinstance(e, dist.DistError):
+        return True
+    text = str(e).lower()
+    return any(word in text for word in ("gloo", "nccl", "connection", "timed out", "timeout", "peer"))
+
+
 @contextlib.contextmanager
 def collective(what: str, w: World) -> Iterator[None]:
     """Turn a failed exchange with the other ranks (one died, or timed out) into a :class:`TrainingError`."""
@@ -150,8 +158,8 @@ def collective(what: str, w: World) -> Iterator[None]:
         return
     try:
         yield
-    except (RuntimeError, dist.DistError) as e:
-        if isinstance(e, TrainingError):
+    except RuntimeError as e:
+        if isinstance(e, TrainingError) or not _lost_contact(e):
             raise
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise TrainingError(

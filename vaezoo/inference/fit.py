@@ -160,7 +160,6 @@ def fit(
     logger.start({**spec, "meta": meta or {}, "device": str(device), "processes": w.size}, history)
 
     owned = params[len(parameters(model, guide)):]
-    objective_state = _objective_state(objective).get("objective", {}).values()
     order = None
     if w.size > 1:
         order = parallel.rank_order(len(train), seed * 100_003, start, w)
@@ -168,6 +167,10 @@ def fit(
         TrainingStep(model, guide, objective, owned), w, device,
         lambda: next(batches(train, local_batch, device=device, order=order)),
     )
+    # The objective's state that is not a parameter (running averages) is averaged over the ranks.
+    trained = {p.data_ptr() for p in owned}
+    objective_state = [t for t in _objective_state(objective).get("objective", {}).values()
+                       if t.data_ptr() not in trained]
     context = pyro.validation_enabled(validate) if validate is not None else contextlib.nullcontext()
     with context, contextlib.closing(logger):
         for epoch in range(start, epochs):

@@ -69,6 +69,10 @@ class Objective:
         """
         return self
 
+    def shape_parameters(self, x: torch.Tensor) -> None:
+        """Give lazily shaped parameters the objective owns their shapes from the batch ``x``, without
+        changing any state; objectives without lazy parameters have nothing to do."""
+
     def check_pair(self, model, guide, x: torch.Tensor) -> None:
         """Raise :class:`ConfigError` naming the reason if this objective cannot train ``model`` with
         ``guide`` on batches like ``x``; objectives that take any pair have nothing to check."""

@@ -171,6 +171,10 @@ class ScoreFunction(Objective):
         self.baseline.to(device)
         return self
 
+    def shape_parameters(self, x: torch.Tensor) -> None:
+        with torch.no_grad():  # the baseline's value only: no update of its running average
+            self.baseline(x)
+
     def bound(self, model, guide, x: torch.Tensor) -> torch.Tensor:
         return self.objective.bound(model, guide, x)
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from vaezoo.errors import ConfigError
 from vaezoo.parallel import World
 
 
@@ -35,6 +36,10 @@ class TrainingStep(nn.Module):
         return self.objective.differentiable_loss(self.model, self.guide, x, progress=progress)
 
 
+def _lazy(step: nn.Module) -> bool:
+    return any(isinstance(p, nn.parameter.UninitializedParameter) for p in step.parameters())
+
+
 def data_parallel(
     step: TrainingStep, w: World, device: torch.device, first_batch: Callable[[], torch.Tensor]
 ) -> nn.Module:
@@ -42,14 +47,21 @@ def data_parallel(
 
     DDP broadcasts rank 0's parameters and buffers when it is made. Lazily shaped parameters (a
     baseline network that learns its input size from the first batch) get their shapes first, from
-    ``first_batch()`` without gradients. Unused parameters are allowed: a guide or objective may leave
-    some out, the same ones every step (``static_graph``).
+    ``first_batch()``, through the objective's ``shape_parameters`` hook. Unused parameters are
+    allowed: a guide or objective may leave some out, the same ones every step (``static_graph``).
     """
     if w.size == 1:
         return step
-    if any(isinstance(p, nn.parameter.UninitializedParameter) for p in step.parameters()):
-        with torch.no_grad():
-            step(first_batch())
+    if _lazy(step):
+        shape = getattr(step.objective, "shape_parameters", None)
+        if callable(shape):
+            shape(first_batch())
+        if _lazy(step):
+            raise ConfigError(
+                f"{type(step.objective).__name__} or the model/guide has parameters whose shapes are set "
+                "by the first batch, which DistributedDataParallel cannot synchronize; give them their "
+                "shapes before training (objectives: implement shape_parameters), or train in one process"
+            )
     return DistributedDataParallel(
         step,
         device_ids=[device.index] if device.type == "cuda" else None,
