@@ -271,8 +271,23 @@ def test_torchrun_trains_and_evaluates_from_the_command_line_with_one_writer(tmp
     out = tmp_path / "run"
     common = ["--no-progress", "--device", "cpu"]
     train = torchrun(
-        tmp_path, "train", "--z-dim", "2", "--hidden", "8", "--epochs", "1", "--batch-size", "16",
-        "--test-size", "10", "--eval-k", "2", "--out", str(out), *common,
+        tmp_path,
+        "train",
+        "--z-dim",
+        "2",
+        "--hidden",
+        "8",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--test-size",
+        "10",
+        "--eval-k",
+        "2",
+        "--out",
+        str(out),
+        *common,
     )
     assert train.returncode == 0, train.stderr[-3000:]
     assert train.stdout.count("test NLL") == 1 and train.stdout.count("wrote ") == 1
