@@ -244,7 +244,10 @@ def test_evaluation_shards_cover_the_data_once():
 
 
 def test_batch_and_process_count_that_do_not_fit_are_refused_with_the_fix():
-    with pytest.raises(ConfigError, match=r"does not split evenly.*multiple of 3 \(e\.g\. 99, 102\)"):
+    divides = r"processes that divides it \(1, 2, 4, 5, 10, 20, 25, 50\)"
+    with pytest.raises(
+        ConfigError, match=rf"does not split evenly.*multiple of 3 \(e\.g\. 99, 102\).*{divides}"
+    ):
         parallel.check_split(100, 1000, World(0, 3))
     with pytest.raises(ConfigError, match=r"4 processes for 3 datapoints.*at most 3"):
         parallel.check_split(100, 3, World(0, 4))

@@ -114,10 +114,11 @@ def check_split(batch_size: int, n: int, w: World, what: str = "--batch-size") -
     if batch_size % w.size:
         lower = batch_size - batch_size % w.size
         options = ", ".join(str(b) for b in (lower, lower + w.size) if b > 0)
+        counts = ", ".join(str(c) for c in range(1, min(batch_size, 64) + 1) if batch_size % c == 0)
         raise ConfigError(
             f"{what} {batch_size} is the batch of one optimizer step over all {w.size} processes and does "
-            f"not split evenly over them; use a multiple of {w.size} (e.g. {options}) or another "
-            "number of processes",
+            f"not split evenly over them; use a multiple of {w.size} (e.g. {options}), or a number of "
+            f"processes that divides it ({counts}), which is what a resumed run, whose batch is fixed, needs",
             key="batch_size",
             value=batch_size,
         )
