@@ -8,9 +8,10 @@ Boulanger-Lewandowski et al. (2012). The rolls are prepared once and cached unde
 (:func:`vaezoo.data.cache_dir` ``/prepared``), never in the repository.
 
 Split: *not* the published JSB split (its file list is not in the corpus). Every corpus file under
-``bach/`` that parses and holds notes is kept; files are sorted by name and shuffled with a fixed
-seed, then cut 60/20/20 into train/valid/test (the JSB proportions, 229/76/77). Numbers on these
-splits are therefore not comparable digit for digit with published JSB numbers.
+``bach/`` that parses into exactly four parts (the SATB chorales) and holds notes is kept; files
+are sorted by name and shuffled with a fixed seed, then cut 60/20/20 into train/valid/test (the
+JSB proportions, 229/76/77). Numbers on these splits are therefore not comparable digit for digit
+with published JSB numbers.
 
 References:
     - Boulanger-Lewandowski, Bengio & Vincent (2012), Modeling Temporal Dependencies in
@@ -69,9 +70,14 @@ def _prepare(progress: bool) -> dict:
     rolls, names = [], []
     for i, path in enumerate(paths):
         try:
-            roll = piano_roll(music21.converter.parse(path))
+            score = music21.converter.parse(path)
         except Exception:  # noqa: BLE001 - a corpus file music21 cannot read is skipped, counted below
             continue
+        # Four-part (SATB) settings only: the corpus also holds instrumental versions, keyboard works
+        # and Roman-numeral analyses, which are not chorales.
+        if len(score.parts) != 4:
+            continue
+        roll = piano_roll(score)
         if roll.sum() > 0:
             rolls.append(roll.to(torch.uint8))
             names.append(Path(path).name)
@@ -96,7 +102,7 @@ def _prepare(progress: bool) -> dict:
 def load_chorales(progress: bool = False) -> dict:
     """All three splits as lists of ``(L, 88)`` uint8 rolls with their file names, parsed once and cached."""
     music21 = _music21()
-    path = cache_dir() / "prepared" / f"bach-chorales-88-music21-{music21.__version__}.pt"
+    path = cache_dir() / "prepared" / f"bach-chorales-satb-88-music21-{music21.__version__}.pt"
     if path.exists():
         return torch.load(path, weights_only=False)
     prepared = _prepare(progress)
