@@ -271,3 +271,44 @@ def test_bad_sequence_data():
         VRNN(x_shape=(1, 28, 28))
     with pytest.raises(DataError, match="Bernoulli"):
         fit(model, guide, torch.full((3, 4, 5), 0.5), ELBO(), epochs=1)
+
+
+def test_model_reuses_the_guides_recurrence_with_the_same_gradients():
+    torch.manual_seed(0)
+    model = small_vrnn(6)
+    guide = VRNNGuide(model)
+    x = sequences.synthetic(4, 6, 5, seed=7)
+    calls = []
+    model.cell.register_forward_hook(lambda *_: calls.append(1))
+
+    def grads(handoff: bool):
+        calls.clear()
+        for p in parameters(model, guide):
+            p.grad = None
+        take = model._handoff.take
+        if not handoff:
+            model._handoff.take = lambda *a: None
+        torch.manual_seed(3)
+        loss = IWAE(k=3).differentiable_loss(model, guide, x)
+        model._handoff.take = take
+        loss.backward()
+        return loss.item(), [p.grad.clone() for p in parameters(model, guide)], len(calls)
+
+    loss_a, grads_a, calls_a = grads(True)
+    loss_b, grads_b, calls_b = grads(False)
+    assert (calls_a, calls_b) == (5, 10)  # the GRU runs once per step, in the guide only
+    assert loss_a == pytest.approx(loss_b, rel=1e-6)
+    for a, b in zip(grads_a, grads_b, strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+    # Parameters stepped between the guide's run and the model's replay: stale, so the model recomputes.
+    guide_trace = poutine.trace(guide).get_trace(x)
+    with torch.no_grad():
+        model.cell.weight_hh.add_(0.1)
+    calls.clear()
+    poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+    assert len(calls) == 5
+    # Unchanged parameters: the replay takes all five states.
+    guide_trace = poutine.trace(guide).get_trace(x)
+    calls.clear()
+    poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+    assert len(calls) == 0

@@ -35,7 +35,7 @@ class VRNNGuide(BoundGuide):
         h_t = GRU([phi_x(x_t), phi_z(z_t)], h_{t-1})          (the model's recurrence)
 
     As in the paper, the recurrent state is shared: h_{t-1} summarizes x_{<t} and z_{<t} through the
-    model's own ``phi_x``, ``phi_z`` and GRU cell (``model.recur``), so q conditions on everything
+    model's own ``phi_x``, ``phi_z`` and GRU cell (``model.advance``), so q conditions on everything
     before step t. Ownership is explicit, as for the Ladder VAE's guide: the model owns those
     networks; this guide is a :class:`~vaezoo.guides.bound.BoundGuide` that reads them through
     :attr:`model` and owns only ``phi_enc``, so a checkpoint restores each parameter once and
@@ -44,8 +44,9 @@ class VRNNGuide(BoundGuide):
     Past a sequence's end (NaN steps, :mod:`vaezoo.sequences`) q is the model's prior
     p(z_t | h_{t-1}) itself, so those steps contribute exactly zero to log p - log q and to the KL.
 
-    Deviation: the model replayed on this guide's samples recomputes the recurrence (the paper's
-    single network runs it once); values and gradients are the same.
+    The model, replayed on this guide's draws, reuses the states computed here rather than running
+    the recurrence again, as the paper's single network runs it once; values and gradients are
+    those of the recomputation (tests/test_vrnn.py checks them).
 
     References:
         - Chung, Kastner, Dinh, Goel, Courville & Bengio (2015), A Recurrent Latent Variable Model
@@ -55,7 +56,7 @@ class VRNNGuide(BoundGuide):
     def __init__(self, model, config: VRNNGuideConfig | dict | None = None, **overrides):
         super().__init__(model)
         c = self.config = resolve(VRNNGuideConfig, config, overrides)
-        needs = ("phi_x", "recur", "prior_loc_scale", "initial_state", "steps", "z_dim")
+        needs = ("phi_x", "advance", "prior_loc_scale", "initial_state", "steps", "z_dim")
         if not all(hasattr(model, a) for a in needs):
             raise ConfigError(
                 f"guide 'vrnn' shares the recurrent state of a VRNN, which {type(model).__name__} does not "
@@ -72,6 +73,7 @@ class VRNNGuide(BoundGuide):
         model = self.model
         mask = step_mask(x)
         padded = not bool(mask.all())
+        given = x
         x = torch.nan_to_num(x, nan=0.0)
         h = model.initial_state(x)
         with pyro.plate("data", x.shape[0]):
@@ -84,7 +86,7 @@ class VRNNGuide(BoundGuide):
                     loc, scale = torch.where(here, loc, prior_loc), torch.where(here, scale, prior_scale)
                 z = pyro.sample(f"z_{t + 1}", dist.Normal(loc, scale).to_event(1))
                 if t + 1 < model.steps:
-                    h = model.recur(feature, z, h)
+                    h = model.advance(given, t, z, feature, h)[1]
 
 
 __all__ = ["VRNNGuide", "VRNNGuideConfig"]

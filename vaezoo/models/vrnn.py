@@ -13,6 +13,7 @@ from torch import nn
 from vaezoo.distributions import bernoulli
 from vaezoo.errors import ConfigError
 from vaezoo.models.base import LatentVariableModel, x_shape_field
+from vaezoo.models.prior_handoff import PriorHandoff
 from vaezoo.nets import Activation, cat_features, mlp, normal_head
 from vaezoo.registry import register_model
 from vaezoo.sequences import check_padding, step_mask
@@ -61,8 +62,10 @@ class VRNN(LatentVariableModel):
     sites are ``"z_1" .. "z_T"`` (one per step, in ``pyro.markov``); the emissions of all steps form
     the one observed site ``"x"`` of event shape ``(T, D)``. The guide ``"vrnn"``
     (:class:`~vaezoo.guides.vrnn.VRNNGuide`) is q(z_t | x_t, h_{t-1}), with h_{t-1} the state of this
-    model's recurrence: it reads :meth:`phi_x`, :meth:`recur` and :meth:`prior_loc_scale` of the
-    model, which owns them, as the paper shares them.
+    model's recurrence: it reads :attr:`phi_x`, :meth:`advance` and :meth:`prior_loc_scale` of the
+    model, which owns them, as the paper shares them. The model replayed on the guide's draws takes
+    the states the guide computed on those very tensors instead of running the GRU again (same
+    values, same autograd graph; see :class:`~vaezoo.models.prior_handoff.PriorHandoff`).
 
     Variable lengths: the steps past a sequence's end (NaN in ``x``) are masked out of ``"x"``
     (``.mask`` per step). Their latents keep the prior: nothing observed depends on them, so they
@@ -98,6 +101,7 @@ class VRNN(LatentVariableModel):
         out = self.x_dim * (1 if c.likelihood == "bernoulli" else 2)
         self.decoder = mlp((c.feature + c.h_dim, *c.hidden, out), c.activation)
         self.cell = nn.GRUCell(2 * c.feature, c.h_dim)
+        self._handoff = PriorHandoff()
 
     @property
     def binary_data(self) -> bool:
@@ -111,13 +115,29 @@ class VRNN(LatentVariableModel):
         """(mu_0,t, sigma_0,t) of p(z_t | h_{t-1}), shared with the guide."""
         return normal_head(self.prior_net(h), self.config.min_scale)
 
-    def recur(self, x_feature: torch.Tensor, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """h_t from phi_x(x_t) (``x_feature``), z_t and h_{t-1}: the recurrence model and guide share."""
-        return _cell(self.cell, cat_features([x_feature, self.phi_z(z)]), h)
+    def advance(
+        self, x: torch.Tensor, t: int, z: torch.Tensor, x_feature: torch.Tensor, h: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(phi_z(z_t), h_t) from phi_x(x_t) (``x_feature``), z_t and h_{t-1}: the recurrence the guide
+        runs with the model's networks.
 
-    def emission(self, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """The decoder's output for x_t: logits, or loc and raw scale concatenated."""
-        return self.decoder(cat_features([self.phi_z(z), h]))
+        The result is also kept for the model's replay on the same tensors (``x`` the batch as given,
+        ``z`` the guide's draw, ``h`` the state this very recurrence produced), so the recurrence runs
+        once per step (:class:`~vaezoo.models.prior_handoff.PriorHandoff`).
+        """
+        z_feature = self.phi_z(z)
+        h_next = _cell(self.cell, cat_features([x_feature, z_feature]), h)
+        self._handoff.put(t, self._key(x, t, z, h), self, (z_feature, h_next))
+        return z_feature, h_next
+
+    @staticmethod
+    def _key(x: torch.Tensor, t: int, z: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        # h_0 is a fresh zero tensor in every run; later states are the same objects when handed off.
+        return (x, z) if t == 0 else (x, z, h)
+
+    def emission(self, z_feature: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """The decoder's output for x_t from phi_z(z_t) and h_{t-1}: logits, or loc and raw scale."""
+        return self.decoder(cat_features([z_feature, h]))
 
     def x_dist(self, out: torch.Tensor, mask: torch.Tensor) -> dist.Distribution:
         """p(x_{<=T} | ...) from the stacked emissions ``out`` (..., T, *), masked past each end."""
@@ -135,6 +155,7 @@ class VRNN(LatentVariableModel):
 
     def forward(self, x: torch.Tensor) -> None:
         self.check_x(x)
+        given = x
         mask = step_mask(x)
         x = torch.nan_to_num(x, nan=0.0)
         h = self.initial_state(x)
@@ -142,9 +163,14 @@ class VRNN(LatentVariableModel):
         with pyro.plate("data", x.shape[0]):
             for t in pyro.markov(range(self.steps)):
                 z = pyro.sample(f"z_{t + 1}", dist.Normal(*self.prior_loc_scale(h)).to_event(1))
-                outs.append(self.emission(z, h))
+                handed = self._handoff.take(t, self._key(given, t, z, h), self)
+                z_feature = self.phi_z(z) if handed is None else handed[0]
+                outs.append(self.emission(z_feature, h))
                 if t + 1 < self.steps:
-                    h = self.recur(self.phi_x(x[:, t]), z, h)
+                    if handed is None:
+                        h = _cell(self.cell, cat_features([self.phi_x(x[:, t]), z_feature]), h)
+                    else:
+                        h = handed[1]
             out = torch.stack(torch.broadcast_tensors(*outs), dim=-2)
             pyro.sample("x", self.x_dist(out, mask), obs=x)
 
