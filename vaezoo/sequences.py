@@ -3,9 +3,10 @@
 Representation: a batch of sequences is a float tensor of shape ``(N, T, D)``. Sequence ``i`` of
 length ``L_i <= T`` fills steps ``0 .. L_i - 1``; its steps ``L_i .. T - 1`` are NaN in every
 feature. The mask is therefore part of the data (:func:`step_mask`), so a sequence data set is an
-ordinary tensor that :func:`~vaezoo.inference.fit`, the objectives, :func:`~vaezoo.inference.
-log_likelihood` and the gap study pass around unchanged, and a model derives its per-step mask from
-``x`` itself. Real data never hold NaN: a NaN inside a sequence (a partly NaN step, or a NaN step
+ordinary tensor that :func:`~vaezoo.inference.fit`, the objectives,
+:func:`~vaezoo.inference.log_likelihood` and the gap study pass around unchanged, and a model
+derives its per-step mask from ``x`` itself. :func:`pad` builds such a tensor from sequences of
+different lengths. Real data never hold NaN: a NaN inside a sequence (a partly NaN step, or a NaN step
 followed by a real one) is a :class:`~vaezoo.errors.DataError` (:func:`check_padding`), as is a
 sequence of length 0.
 

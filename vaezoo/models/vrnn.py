@@ -140,7 +140,8 @@ class VRNN(LatentVariableModel):
         return self.decoder(cat_features([z_feature, h]))
 
     def x_dist(self, out: torch.Tensor, mask: torch.Tensor) -> dist.Distribution:
-        """p(x_{<=T} | ...) from the stacked emissions ``out`` (..., T, *), masked past each end."""
+        """p(x_{<=T} | ...) from the stacked emissions ``out`` of shape ``(..., T, width)``, masked past
+        each end."""
         if self.binary_data:
             d = bernoulli(out, 1)
         else:
