@@ -120,6 +120,7 @@ BENCHMARKS = {
     "step_time_hier.py": ["--smoke"],
     "is_throughput.py": ["--smoke"],
     "data_parallel.py": ["--smoke"],
+    "step_time_vrnn.py": ["--smoke"],
 }
 
 

@@ -24,6 +24,7 @@ SMALL.update(
         "vlae": {"x_shape": (1, 6, 6), "z_dims": (3, 2), "hidden": (8,)},
     }
 )
+SMALL["vrnn"] = {"x_shape": (4, 3), "z_dim": 2, "h_dim": 5, "feature": 4, "hidden": (6,)}
 SMALL["block_spin"] = {"L": 4, "levels": 2, "channels": 4, "depth": 1}
 
 

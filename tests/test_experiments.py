@@ -20,6 +20,7 @@ EXPERIMENTS = {
         [*_ISING, "report"],
     ],
     "estimator_variance.py": ["--smoke", "--json", "{out}/variance.json"],
+    "vrnn.py": ["--smoke", "--json", "{out}/vrnn.json"],
 }
 # Files a script must have written under "{out}" (with lines they must contain), and repository folders
 # it must leave untouched. The README's L = 4 table lists exactly the variants whose results the report

@@ -33,6 +33,15 @@ def check_data(model, data, name: str = "data"):
         if len(data) == 0:
             raise DataError(f"{name} is empty; pass at least one datapoint")
         return data
+    if isinstance(data, (list, tuple)) and data and all(isinstance(d, torch.Tensor) for d in data):
+        shapes = sorted({tuple(d.shape) for d in data})
+        if len(shapes) > 1:
+            raise DataError(
+                f"{name} is a list of tensors of different shapes {shapes[:3]}; stack them into one tensor. "
+                "Sequences of different lengths: vaezoo.sequences.pad(seqs) pads them to one (N, T, D) "
+                "tensor with NaN marking the steps past each end"
+            )
+        data = torch.stack(list(data))
     if not isinstance(data, torch.Tensor):
         try:
             data = torch.as_tensor(data)

@@ -25,6 +25,7 @@ from vaezoo.guides.planar import PlanarConfig, PlanarGuide
 from vaezoo.guides.semi_amortized import SemiAmortized, SemiAmortizedConfig
 from vaezoo.guides.sylvester import SylvesterConfig, SylvesterGuide
 from vaezoo.guides.vlae import LadderEncoder, LadderEncoderConfig
+from vaezoo.guides.vrnn import VRNNGuide, VRNNGuideConfig
 
 __all__ = [
     "AmortizedNormal",
@@ -38,6 +39,8 @@ __all__ = [
     "precision_weighted",
     "LadderEncoder",
     "LadderEncoderConfig",
+    "VRNNGuide",
+    "VRNNGuideConfig",
     "HMCRefined",
     "HMCRefinedConfig",
     "SemiAmortized",

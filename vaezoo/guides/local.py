@@ -33,6 +33,15 @@ from vaezoo.nets import evaluating, frozen
 from vaezoo.sites import LatentLayout
 
 
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal tensors, NaN equal to NaN (sequence batches mark their padding with NaN)."""
+    return (
+        a.shape == b.shape
+        and torch.equal(a.isnan(), b.isnan())
+        and torch.equal(a.nan_to_num(), b.nan_to_num())
+    )
+
+
 @dataclass(frozen=True)
 class LocalNormalConfig:
     n_data: int = field(
@@ -71,7 +80,7 @@ class _Local(BoundGuide):
     def _check(self, x: torch.Tensor) -> None:
         check_shape(x, self.x_shape, type(self).__name__)
         fitted = self._fitted_on
-        if x.shape[0] != self.config.n_data or (fitted is not None and not torch.equal(fitted, x)):
+        if x.shape[0] != self.config.n_data or (fitted is not None and not _same(fitted, x)):
             raise DataError(
                 f"{type(self).__name__} holds parameters for one batch of {self.config.n_data} datapoints "
                 f"(rows in order); it was called on a different batch of {x.shape[0]}. Build one per batch "

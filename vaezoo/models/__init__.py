@@ -13,6 +13,7 @@ from vaezoo.models.linear_gaussian import LinearGaussian, LinearGaussianConfig
 from vaezoo.models.markov_hvae import MarkovHVAE, MarkovHVAEConfig
 from vaezoo.models.vae import VAE, VAEConfig
 from vaezoo.models.vlae import VLAE, VLAEConfig
+from vaezoo.models.vrnn import VRNN, VRNNConfig
 
 __all__ = [
     "LatentVariableModel",
@@ -29,6 +30,8 @@ __all__ = [
     "LadderVAEConfig",
     "VLAE",
     "VLAEConfig",
+    "VRNN",
+    "VRNNConfig",
     "BlockSpin",
     "BlockSpinConfig",
     "sample_model",
