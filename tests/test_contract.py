@@ -24,6 +24,7 @@ SMALL.update(
         "vlae": {"x_shape": (1, 6, 6), "z_dims": (3, 2), "hidden": (8,)},
     }
 )
+SMALL["mvae"] = {"image_shape": (1, 6, 6), "z_dim": 3, "hidden": (8,), "label_hidden": (8,)}
 SMALL["block_spin"] = {"L": 4, "levels": 2, "channels": 4, "depth": 1}
 
 

@@ -104,6 +104,15 @@ class MVAE(LatentVariableModel):
                 }
             )
 
+    def default_guide_config(self) -> dict:
+        # Mirrored experts: each decoder's hidden widths in reverse.
+        c = self.config
+        return {
+            "hidden": list(reversed(c.hidden)),
+            "label_hidden": list(reversed(c.label_hidden)),
+            "activation": c.activation,
+        }
+
     def hidden_for(self, kind: str) -> tuple[int, ...]:
         return self.config.hidden if kind == "image" else self.config.label_hidden
 
@@ -123,8 +132,11 @@ class MVAE(LatentVariableModel):
         # Read by the importance sampler to size its chunks: the elements of one datapoint.
         return sum(self.width(k) if k == "image" else 1 for k in self.modalities.values())
 
+    #: The base's flag is about one tensor x; this model checks each image modality (binary_images).
+    binary_data = False
+
     @property
-    def binary_data(self) -> bool:
+    def binary_images(self) -> bool:
         return self.config.likelihood == "bernoulli"
 
     def example_x(self, n: int = 1) -> MultimodalBatch:
@@ -218,7 +230,7 @@ class MVAE(LatentVariableModel):
                 continue
             if not torch.isfinite(v).all():
                 raise DataError(f"image modality {name!r} contains NaN or infinite values; clean the data")
-            if self.binary_data and ((v != 0) & (v != 1)).any():
+            if self.binary_images and ((v != 0) & (v != 1)).any():
                 raise DataError(
                     f"image modality {name!r} needs values in {{0, 1}} for the Bernoulli likelihood; "
                     + LIKELIHOOD_FIX["bernoulli"]
