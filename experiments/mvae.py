@@ -14,7 +14,8 @@ the posterior predictive p(y | x) ≈ mean_s p(y | z_s), z_s ~ q(z | x); label -
 flipped image) generation judged by a small CNN trained here on the real images. Writes
 ``OUT/<data set>.json`` and a PNG of cross-modal samples per data set.
 
-    OMP_NUM_THREADS=1 python experiments/mvae.py --out docs/multimodal
+    OMP_NUM_THREADS=1 python experiments/mvae.py --epochs 2 --n-train 60000 --n-eval 500 --k 500 \
+        --out docs/multimodal
 """
 
 from __future__ import annotations
@@ -210,7 +211,11 @@ def main() -> None:
     p.add_argument("--classifier-epochs", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="docs/multimodal")
+    p.add_argument("--smoke", action="store_true", help="tiny run for the test suite")
     args = p.parse_args()
+    if args.smoke:
+        args.epochs, args.n_train, args.n_eval, args.k, args.z_dim = 1, 64, 16, 4, 4
+        args.hidden, args.label_hidden, args.batch_size = [8], [8], 32
     Path(args.out).mkdir(parents=True, exist_ok=True)
     print(f"threads {torch.get_num_threads()}, args {vars(args)}", flush=True)
     classifiers = {}
