@@ -119,6 +119,7 @@ BENCHMARKS = {
     "ising_samplers.py": ["--smoke"],
     "step_time_hier.py": ["--smoke"],
     "is_throughput.py": ["--smoke"],
+    "step_time_mvae.py": ["--smoke"],
 }
 
 

@@ -157,6 +157,27 @@ def test_the_objective_is_the_sum_of_the_elbos_of_distinct_subsets():
     assert torch.allclose(bound, elbo.per_datapoint(model, guide, batch))
 
 
+def test_one_step_computes_each_expert_once_and_the_next_step_anew(monkeypatch):
+    model, guide = small()
+    batch = binary_batch(5)
+    calls = []
+    expert = guide.expert
+    monkeypatch.setattr(guide, "expert", lambda name, value: calls.append(name) or expert(name, value))
+    objective = build_objective("multimodal_elbo")
+    objective.differentiable_loss(model, guide, batch)
+    assert sorted(calls) == ["x", "y"]  # three ELBOs, each expert computed once
+    with torch.no_grad():
+        for p in guide.parameters():
+            p.add_(0.1)
+    torch.manual_seed(0)
+    again = objective.per_datapoint(model, guide, batch)
+    assert sorted(calls) == ["x", "x", "y", "y"]
+    torch.manual_seed(0)
+    elbo = ELBO()
+    want = sum(elbo.per_datapoint(model, guide, batch.restrict(s)) for s in (["x", "y"], ["x"], ["y"]))
+    assert torch.allclose(again, want, atol=1e-6)
+
+
 def test_training_subsets_cover_joint_singles_and_random_middle_subsets():
     assert training_subsets(("x", "y"), 0) == [("x", "y"), ("x",), ("y",)]
     with pytest.raises(ConfigError, match="at least 3 modalities"):

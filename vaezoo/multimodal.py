@@ -45,8 +45,14 @@ class MultimodalBatch:
 
     values: dict[str, torch.Tensor]
     present: dict[str, torch.Tensor]
+    memo: dict | None
 
-    def __init__(self, values: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor] | None = None):
+    def __init__(
+        self,
+        values: Mapping[str, torch.Tensor],
+        present: Mapping[str, torch.Tensor] | None = None,
+        memo: dict | None = None,
+    ):
         if not isinstance(values, Mapping) or not values:
             raise DataError("MultimodalBatch needs values: a dict of modality name -> tensor, at least one")
         present = dict(present or {})
@@ -75,6 +81,7 @@ class MultimodalBatch:
                 raise DataError(f"present[{name!r}] must have shape ({n},), got {tuple(p.shape)}")
             full[name] = p.bool()
         object.__setattr__(self, "present", full)
+        object.__setattr__(self, "memo", memo)
         object.__setattr__(self, "values", {k: _fill_absent(v, full[k]) for k, v in values.items()})
 
     def __len__(self) -> int:
@@ -107,11 +114,23 @@ class MultimodalBatch:
     __getitem__ = take
 
     def restrict(self, names) -> MultimodalBatch:
-        """The same rows with every modality outside ``names`` marked missing."""
+        """The same rows with every modality outside ``names`` marked missing (sharing :attr:`memo`)."""
         keep = set(names)
         return MultimodalBatch(
-            self.values, {k: p if k in keep else torch.zeros_like(p) for k, p in self.present.items()}
+            self.values,
+            {k: p if k in keep else torch.zeros_like(p) for k, p in self.present.items()},
+            self.memo,
         )
+
+    def with_memo(self) -> MultimodalBatch:
+        """The same batch with a fresh :attr:`memo`, which its :meth:`restrict` ed copies share.
+
+        An objective that runs one guide on several modality subsets of a batch within one step
+        opens a memo, so a guide may compute each modality's encoder once for all of them (the
+        values are the same tensors, and no parameter changes within the step). It lives as long
+        as the objective holds the batch; :meth:`take` starts without one.
+        """
+        return MultimodalBatch(self.values, self.present, {})
 
     def to(self, device: torch.device | str | None = None) -> MultimodalBatch:
         return MultimodalBatch(

@@ -97,13 +97,28 @@ class ProductOfExperts(ZooModule):
         scale = F.softplus(raw) + self.config.min_scale
         return loc, scale.pow(-2)
 
+    def shared_expert(self, name: str, batch: MultimodalBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`expert` of ``name``, computed once per value tensor within a batch's memo (one
+        training step on several subsets of one batch, see
+        :meth:`~vaezoo.multimodal.MultimodalBatch.with_memo`)."""
+        value = batch.values[name]
+        if batch.memo is None:
+            return self.expert(name, value)
+        key = (id(self), name)
+        hit = batch.memo.get(key)
+        if hit is None or hit[0] is not value:
+            hit = batch.memo[key] = (value, *self.expert(name, value))
+        return hit[1], hit[2]
+
     def posterior(self, batch: MultimodalBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """(loc, scale) of q(z | the present modalities of each datapoint), each ``(n, z_dim)``."""
         ref = self.heads[next(iter(self.modalities))].weight
         prior = torch.zeros((len(batch), self.z_dim), dtype=ref.dtype, device=ref.device)
         locs, precisions, weights = [prior], [prior + 1.0], [prior.new_ones(())]
         for name in self.modalities:
-            loc, precision = self.expert(name, batch.values[name])
+            if not batch.present[name].any():
+                continue  # its weight would be 0 in every row
+            loc, precision = self.shared_expert(name, batch)
             locs.append(loc)
             precisions.append(precision)
             weights.append(batch.present[name].to(ref.dtype).unsqueeze(-1))

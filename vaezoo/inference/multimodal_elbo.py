@@ -86,6 +86,7 @@ class MultimodalELBO(Objective):
 
     def per_datapoint(self, model, guide, x, latent_weight: float = 1.0) -> torch.Tensor:
         names = self._names(model, x)
+        x = x.with_memo()  # the subsets below share the guide's encoders of each modality
         code_of = {n: 1 << i for i, n in enumerate(names)}
         present = torch.stack([x.present[n] for n in names], -1).long()
         bits = torch.tensor([code_of[n] for n in names], device=present.device)

@@ -67,9 +67,11 @@ class MVAE(LatentVariableModel):
     ``hidden=()`` and a Gaussian likelihood the model is the linear-Gaussian two-view model
     x_m = W_m z + b_m + noise. Data are :class:`~vaezoo.multimodal.MultimodalBatch` es keyed ``"x"``
     and ``"y"``; the observed sites carry the same names, each masked by its presence vector, so
-    log p of a datapoint is that of the modalities it has. Its default guide is the product of
-    experts (``"product_of_experts"``), the only guide that reads multimodal batches: single-tensor
-    guides refuse this model with a :class:`ConfigError` when built (reading :attr:`x_shape`).
+    log p of a datapoint is that of the modalities it has (a modality missing from every row of a
+    batch is not observed at all: its masked term would be 0 everywhere). Its default guide is the
+    product of experts (``"product_of_experts"``), the only guide that reads multimodal batches:
+    single-tensor guides refuse this model with a :class:`ConfigError` when built (reading
+    :attr:`x_shape`).
 
     Deviations: Wu & Goodman weight each modality's log-likelihood (lambda) in training; this model
     keeps the plain likelihood, so its log p and the bounds are those of one generative model. Their
@@ -170,6 +172,8 @@ class MVAE(LatentVariableModel):
         with pyro.plate("data", len(batch)):
             z = pyro.sample("z", self.z_dist(batch))
             for name in self.modalities:
+                if not batch.present[name].any():
+                    continue  # missing in every row: its masked term would be 0
                 d = self.modality_dist(name, z).mask(batch.present[name])
                 pyro.sample(name, d, obs=batch.values[name])
 
