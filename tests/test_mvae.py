@@ -178,6 +178,30 @@ def test_one_step_computes_each_expert_once_and_the_next_step_anew(monkeypatch):
     assert torch.allclose(again, want, atol=1e-6)
 
 
+def test_likelihood_weights_scale_only_the_likelihoods():
+    model, guide = small()
+    batch = binary_batch(5)
+
+    def objective(*weights, seed=3):
+        torch.manual_seed(seed)
+        return build_objective("multimodal_elbo", likelihood_weights=weights).per_datapoint(
+            model, guide, batch
+        )
+
+    # Weight 0 on every likelihood leaves the three KL terms, in closed form.
+    kl = 0
+    for subset in (["x", "y"], ["x"], ["y"]):
+        loc, scale = guide.posterior(batch.restrict(subset))
+        kl = kl + (0.5 * (loc**2 + scale**2 - 1) - scale.log()).sum(-1)
+    assert torch.allclose(objective(0.0, 0.0), -kl, atol=1e-5)
+    # On the same draws the objective is affine in each weight.
+    base = objective(1.0, 1.0)
+    assert torch.allclose(objective(1.0, 3.0) - base, 2 * (objective(1.0, 2.0) - base), atol=1e-4)
+    assert not torch.allclose(objective(1.0, 2.0), base)
+    with pytest.raises(ConfigError, match="one weight per modality"):
+        build_objective("multimodal_elbo", likelihood_weights=(1.0,)).check_pair(model, guide, batch)
+
+
 def test_training_subsets_cover_joint_singles_and_random_middle_subsets():
     assert training_subsets(("x", "y"), 0) == [("x", "y"), ("x",), ("y",)]
     with pytest.raises(ConfigError, match="at least 3 modalities"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from dataclasses import dataclass, field
 
@@ -9,6 +10,7 @@ import torch
 
 from vaezoo.errors import ConfigError
 from vaezoo.inference.elbo import ELBO
+from vaezoo.inference.messengers import ScaleObserved
 from vaezoo.inference.objective import Objective
 from vaezoo.registry import register_objective
 
@@ -25,6 +27,13 @@ class MultimodalELBOConfig:
         default=0.0, metadata={"help": "epochs over which the KL weight rises from 0 to beta", "min": 0}
     )
     analytic_kl: bool = field(default=True, metadata={"help": "use closed-form KL terms where valid"})
+    likelihood_weights: tuple[float, ...] = field(
+        default=(),
+        metadata={
+            "help": "training weight of each modality's log-likelihood, in the batch's order (empty: all 1)",
+            "min": 0,
+        },
+    )
 
 
 def training_subsets(names: tuple[str, ...], num_subsets: int, generator=None) -> list[tuple[str, ...]]:
@@ -59,8 +68,12 @@ class MultimodalELBO(Objective):
     gets nothing from that term. For a complete bimodal datapoint the objective is
     ELBO(x, y) + ELBO(x) + ELBO(y).
 
-    :meth:`bound` is the joint term alone, the ELBO of every present modality: a lower bound on
-    log p(present modalities) of each datapoint, which is what evaluation reports.
+    **Likelihood weights.** ``likelihood_weights`` (lambda_m in the paper, which trains MNIST with
+    lambda = 50 on the label) multiplies each modality's log-likelihood in every training term; the
+    KL terms keep weight beta. With weights other than 1 the training objective is no longer a bound.
+
+    :meth:`bound` is the joint term alone, unweighted, the ELBO of every present modality: a lower
+    bound on log p(present modalities) of each datapoint, which is what evaluation reports.
 
     References:
         - Wu & Goodman (2018), Multimodal Generative Models for Scalable Weakly-Supervised Learning, NeurIPS.
@@ -82,11 +95,28 @@ class MultimodalELBO(Objective):
         return tuple(names)
 
     def check_pair(self, model, guide, x) -> None:
-        training_subsets(self._names(model, x), self.config.num_subsets)
+        names = self._names(model, x)
+        training_subsets(names, self.config.num_subsets)
+        self._weights(names)
+
+    def _weights(self, names: tuple[str, ...]):
+        weights = self.config.likelihood_weights
+        if not weights:
+            return contextlib.nullcontext()
+        if len(weights) != len(names):
+            raise ConfigError(
+                f"likelihood_weights has {len(weights)} value(s) for {len(names)} modalities {list(names)}; "
+                "give one weight per modality, in that order"
+            )
+        return ScaleObserved(dict(zip(names, weights, strict=True)))
 
     def per_datapoint(self, model, guide, x, latent_weight: float = 1.0) -> torch.Tensor:
         names = self._names(model, x)
         x = x.with_memo()  # the subsets below share the guide's encoders of each modality
+        with self._weights(names):
+            return self._subset_terms(model, guide, x, names, latent_weight)
+
+    def _subset_terms(self, model, guide, x, names, latent_weight: float) -> torch.Tensor:
         code_of = {n: 1 << i for i, n in enumerate(names)}
         present = torch.stack([x.present[n] for n in names], -1).long()
         bits = torch.tensor([code_of[n] for n in names], device=present.device)
