@@ -54,11 +54,12 @@ class Classifier(nn.Module):
         return self.net(x)
 
 
-def train_classifier(name: str, epochs: int, seed: int) -> tuple[Classifier, float]:
+def train_classifier(name: str, epochs: int, seed: int) -> tuple[Classifier, dict[str, float]]:
     """A CNN on the grey-level training images (so it reads Bernoulli means as well as binary
-    images); returns it with its test accuracy on binarized test images."""
+    images); returns it with its test accuracy on binarized and on grey-level test images."""
     torch.manual_seed(seed)
     train, test = load(name, "train", "none"), load(name, "test", "static", seed=EVAL_SEED)
+    grey = load(name, "test", "none")
     net = Classifier()
     opt = torch.optim.Adam(net.parameters(), 1e-3)
     for _ in range(epochs):
@@ -68,9 +69,11 @@ def train_classifier(name: str, epochs: int, seed: int) -> tuple[Classifier, flo
             opt.zero_grad()
             loss.backward()
             opt.step()
+    acc = {}
     with torch.no_grad():
-        x, y = test[torch.arange(len(test))]
-        acc = (net(x).argmax(-1) == y).float().mean().item()
+        for kind, data in (("binarized", test), ("grey", grey)):
+            x, y = data[torch.arange(len(data))]
+            acc[kind] = (net(x).argmax(-1) == y).float().mean().item()
     return net, acc
 
 
@@ -135,7 +138,7 @@ def figure(model, guide, batch, y_kind: str, path: Path) -> None:
     save_image(images, path, nrow=8, padding=1, pad_value=0.5)
 
 
-def run(args, name: str, classifier, clf_acc: float) -> dict:
+def run(args, name: str, classifier, clf_acc: dict) -> dict:
     y_kind = "label" if name.endswith("label") else "image"
     train = load_pair(name, "train", "dynamic")
     test = load_pair(name, "test", "static", seed=EVAL_SEED)
@@ -145,7 +148,14 @@ def run(args, name: str, classifier, clf_acc: float) -> dict:
     train = MultimodalDataset({k: subset(s, sub) for k, s in train.sources.items()})
     result = {"data set": name, "classifier test accuracy": clf_acc, "runs": {}}
     net = {"z_dim": args.z_dim, "hidden": tuple(args.hidden), "label_hidden": tuple(args.label_hidden)}
-    for run_name, objective in (("mvae", "multimodal_elbo"), ("joint", "elbo")):
+    weighted = args.y_weight != 1.0
+    mvae_name = f"mvae (lambda_y={args.y_weight:g})" if weighted else "mvae"
+    mvae_objective = build_objective(
+        "multimodal_elbo", likelihood_weights=(1.0, args.y_weight) if weighted else ()
+    )
+    todo = [(mvae_name, mvae_objective)] if "mvae" in args.runs else []
+    todo += [("joint", build_objective("elbo"))] if "joint" in args.runs else []
+    for run_name, objective in todo:
         torch.manual_seed(args.seed)
         model = build_model("mvae", y_kind=y_kind, **net)
         guide = model.default_guide()
@@ -154,7 +164,7 @@ def run(args, name: str, classifier, clf_acc: float) -> dict:
             model,
             guide,
             train,
-            build_objective(objective),
+            objective,
             epochs=args.epochs,
             batch_size=args.batch_size,
             seed=args.seed,
@@ -165,8 +175,10 @@ def run(args, name: str, classifier, clf_acc: float) -> dict:
         metrics = mvae_metrics(model, guide, batch, labels, args.k, classifier, y_kind)
         result["runs"][run_name] = {"train seconds": seconds, **metrics}
         print(name, run_name, json.dumps(result["runs"][run_name]), flush=True)
-        if run_name == "mvae":
-            figure(model, guide, batch, y_kind, Path(args.out) / f"{name}.png")
+        if run_name == mvae_name:
+            figure(model, guide, batch, y_kind, Path(args.out) / f"{name}{args.suffix}.png")
+    if "vae" not in args.runs:
+        return result
     torch.manual_seed(args.seed)
     vae = build_model("vae", z_dim=args.z_dim, hidden=tuple(args.hidden))
     guide = vae.default_guide()
@@ -211,8 +223,13 @@ def main() -> None:
     p.add_argument("--classifier-epochs", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="docs/multimodal")
+    p.add_argument("--runs", nargs="+", choices=["mvae", "joint", "vae"], default=["mvae", "joint", "vae"])
+    p.add_argument(
+        "--y-weight", type=float, default=1.0, help="the MVAE's training weight on log p(y) (lambda)"
+    )
     p.add_argument("--smoke", action="store_true", help="tiny run for the test suite")
     args = p.parse_args()
+    args.suffix = f"-lambda{args.y_weight:g}" if args.y_weight != 1.0 else ""
     if args.smoke:
         args.epochs, args.n_train, args.n_eval, args.k, args.z_dim = 1, 64, 16, 4, 4
         args.hidden, args.label_hidden, args.batch_size = [8], [8], 32
@@ -225,7 +242,7 @@ def main() -> None:
             t0 = time.perf_counter()
             classifiers[source] = train_classifier(source, args.classifier_epochs, args.seed)
             print(
-                f"classifier {source}: test accuracy {classifiers[source][1]:.4f} "
+                f"classifier {source}: test accuracy {classifiers[source][1]} "
                 f"({time.perf_counter() - t0:.0f} s)",
                 flush=True,
             )
@@ -233,7 +250,7 @@ def main() -> None:
         clf.eval()
         result = run(args, name, clf, acc)
         result["args"] = vars(args)
-        (Path(args.out) / f"{name}.json").write_text(json.dumps(result, indent=1))
+        (Path(args.out) / f"{name}{args.suffix}.json").write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -65,8 +65,8 @@ class MVAE(LatentVariableModel):
 
     with likelihood="gaussian" each image is N(f(z), diag sigma^2), sigma learned per pixel; with
     ``hidden=()`` and a Gaussian likelihood the model is the linear-Gaussian two-view model
-    x_m = W_m z + b_m + noise. Data are :class:`~vaezoo.multimodal.MultimodalBatch` es keyed ``"x"``
-    and ``"y"``; the observed sites carry the same names, each masked by its presence vector, so
+    x_m = W_m z + b_m + noise. Data are batches (:class:`~vaezoo.multimodal.MultimodalBatch`) keyed
+    ``"x"`` and ``"y"``; the observed sites carry the same names, each masked by its presence vector, so
     log p of a datapoint is that of the modalities it has (a modality missing from every row of a
     batch is not observed at all: its masked term would be 0 everywhere). Its default guide is the
     product of experts (``"product_of_experts"``), the only guide that reads multimodal batches:
@@ -125,8 +125,8 @@ class MVAE(LatentVariableModel):
     @property
     def x_shape(self) -> tuple[int, ...]:
         raise ConfigError(
-            "mvae's data are MultimodalBatch es (vaezoo.multimodal), not one tensor of shape x_shape; "
-            "use the guide 'product_of_experts'"
+            "mvae's data are multimodal batches (vaezoo.multimodal.MultimodalBatch), not one tensor "
+            "of shape x_shape; use the guide 'product_of_experts'"
         )
 
     @property
