@@ -107,10 +107,9 @@ def test_a_missing_modality_is_dropped_from_the_posterior_and_the_likelihood():
     present = {"x": torch.tensor([1, 1, 1, 0]).bool(), "y": torch.tensor([1, 0, 1, 1]).bool()}
     batch = binary_batch(4, present)
     loc, scale = guide.posterior(batch)
-    prior = torch.zeros(4, 3)
     for name, rows in (("x", [1]), ("y", [3])):
         e_loc, e_prec = guide.expert(name, batch.values[name])
-        ref_loc, ref_scale = product_of_gaussians([prior, e_loc], [prior + 1, e_prec], [1.0, 1.0])
+        ref_loc, ref_scale = product_of_gaussians([e_loc], [e_prec])
         assert torch.allclose(loc[rows], ref_loc[rows]) and torch.allclose(scale[rows], ref_scale[rows])
     # Whatever the absent values were, nothing changes.
     other = MultimodalBatch({"x": 1 - batch.values["x"], "y": (batch.values["y"] + 3) % 10}, present)
@@ -208,7 +207,10 @@ def test_training_subsets_cover_joint_singles_and_random_middle_subsets():
         training_subsets(("x", "y"), 2)
     subsets = training_subsets(("a", "b", "c"), 50, torch.Generator().manual_seed(0))
     assert subsets[:4] == [("a", "b", "c"), ("a",), ("b",), ("c",)]
-    assert {len(s) for s in subsets[4:]} == {2} and len(set(subsets[4:])) == 3
+    assert len(subsets) == 7 and {len(s) for s in subsets[4:]} == {2} and len(set(subsets[4:])) == 3
+    names = tuple("abcde")
+    drawn = training_subsets(names, 4, torch.Generator().manual_seed(1))[6:]
+    assert len(set(drawn)) == 4 and all(2 <= len(s) <= 4 for s in drawn)
 
 
 def test_multimodal_data_sets_are_served_as_batches_with_their_masks():

@@ -33,15 +33,18 @@ class ProductOfExpertsConfig:
 
 
 def product_of_gaussians(
-    locs: list[torch.Tensor], precisions: list[torch.Tensor], weights: list[torch.Tensor]
+    locs: list[torch.Tensor], precisions: list[torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loc, scale) of the Gaussian proportional to prod_m N(loc_m, diag 1 / precision_m)^{w_m}.
+    """(loc, scale) of the Gaussian proportional to N(0, I) prod_m N(loc_m, diag 1 / precision_m).
 
-    precision = sum_m w_m precision_m,  loc = sum_m w_m precision_m loc_m / precision. A weight of 0
-    drops an expert (its values must still be finite); weights broadcast against the locs.
+    The standard-normal prior is the first expert: precision = 1 + sum_m precision_m,
+    loc = sum_m precision_m loc_m / precision. An expert with precision 0 (in some rows) drops out
+    of those rows; its loc must still be finite. With no experts it is the prior.
     """
-    precision = sum(w * p for w, p in zip(weights, precisions, strict=True))
-    weighted = sum(w * p * m for w, p, m in zip(weights, precisions, locs, strict=True))
+    if not locs:
+        raise ValueError("product_of_gaussians needs at least one expert besides the prior")
+    precision = 1.0 + sum(precisions)
+    weighted = sum(p * m for p, m in zip(precisions, locs, strict=True))
     return weighted / precision, precision.rsqrt()
 
 
@@ -112,17 +115,21 @@ class ProductOfExperts(ZooModule):
 
     def posterior(self, batch: MultimodalBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """(loc, scale) of q(z | the present modalities of each datapoint), each ``(n, z_dim)``."""
-        ref = self.heads[next(iter(self.modalities))].weight
-        prior = torch.zeros((len(batch), self.z_dim), dtype=ref.dtype, device=ref.device)
-        locs, precisions, weights = [prior], [prior + 1.0], [prior.new_ones(())]
+        locs, precisions = [], []
         for name in self.modalities:
-            if not batch.present[name].any():
-                continue  # its weight would be 0 in every row
+            present = batch.present[name]
+            if not present.any():
+                continue  # dropped from every row
             loc, precision = self.shared_expert(name, batch)
+            if not present.all():
+                precision = precision * present.to(precision.dtype).unsqueeze(-1)  # dropped where absent
             locs.append(loc)
             precisions.append(precision)
-            weights.append(batch.present[name].to(ref.dtype).unsqueeze(-1))
-        return product_of_gaussians(locs, precisions, weights)
+        if not locs:  # only the prior: no datapoint has a modality (never so in checked data)
+            ref = self.heads[next(iter(self.modalities))].weight
+            zero = torch.zeros((len(batch), self.z_dim), dtype=ref.dtype, device=ref.device)
+            return zero, zero + 1.0
+        return product_of_gaussians(locs, precisions)
 
     def forward(self, batch: MultimodalBatch) -> None:
         loc, scale = self.posterior(batch)

@@ -19,7 +19,10 @@ from vaezoo.registry import register_objective
 class MultimodalELBOConfig:
     num_subsets: int = field(
         default=0,
-        metadata={"help": "random subsets of 2..M-1 modalities added per batch (needs M >= 3)", "min": 0},
+        metadata={
+            "help": "distinct random subsets of 2..M-1 modalities added per batch (needs M >= 3)",
+            "min": 0,
+        },
     )
     num_particles: int = field(default=1, metadata={"help": "samples of z per datapoint, averaged", "min": 1})
     beta: float = field(default=1.0, metadata={"help": "weight of the KL terms", "min": 0})
@@ -37,8 +40,9 @@ class MultimodalELBOConfig:
 
 
 def training_subsets(names: tuple[str, ...], num_subsets: int, generator=None) -> list[tuple[str, ...]]:
-    """The subsets of modalities whose ELBOs are summed: all of them, each alone, and ``num_subsets``
-    drawn uniformly (with replacement) from the subsets of size 2..M-1."""
+    """The subsets of modalities whose ELBOs are summed: all of them, each alone, and
+    ``num_subsets`` distinct subsets of size 2..M-1 drawn uniformly without replacement (all of
+    them when there are fewer)."""
     singles = [(n,) for n in names]
     subsets = [tuple(names)] + (singles if len(names) > 1 else [])
     middle = [s for r in range(2, len(names)) for s in itertools.combinations(names, r)]
@@ -47,8 +51,10 @@ def training_subsets(names: tuple[str, ...], num_subsets: int, generator=None) -
             f"num_subsets={num_subsets} needs at least 3 modalities (with {len(names)}, the joint and "
             "single-modality terms already cover every subset); set num_subsets=0"
         )
-    for i in torch.randint(len(middle), (num_subsets,), generator=generator).tolist() if middle else []:
-        subsets.append(middle[i])
+    if num_subsets:
+        subsets += [
+            middle[i] for i in torch.randperm(len(middle), generator=generator)[:num_subsets].tolist()
+        ]
     return subsets
 
 
@@ -117,13 +123,17 @@ class MultimodalELBO(Objective):
             return self._subset_terms(model, guide, x, names, latent_weight)
 
     def _subset_terms(self, model, guide, x, names, latent_weight: float) -> torch.Tensor:
+        subsets = training_subsets(names, self.config.num_subsets)
+        if all(bool(x.present[n].all()) for n in names):  # complete data: every term for every row
+            terms = (self._elbo.per_datapoint(model, guide, x.restrict(s), latent_weight) for s in subsets)
+            return sum(terms)
         code_of = {n: 1 << i for i, n in enumerate(names)}
         present = torch.stack([x.present[n] for n in names], -1).long()
         bits = torch.tensor([code_of[n] for n in names], device=present.device)
         seen = torch.zeros(len(x), 1 << len(names), dtype=torch.bool, device=present.device)
         rows = torch.arange(len(x), device=present.device)
         total = None
-        for subset in training_subsets(names, self.config.num_subsets):
+        for subset in subsets:
             mask = torch.tensor([n in subset for n in names], device=present.device)
             code = (present * mask * bits).sum(-1)  # the modalities of the subset each datapoint has
             use = (code > 0) & ~seen[rows, code]

@@ -152,8 +152,7 @@ class MVAE(LatentVariableModel):
         return MultimodalBatch(values)
 
     def z_dist(self, batch: MultimodalBatch) -> dist.Distribution:
-        ref = batch.values["x"]
-        zero = torch.zeros((), dtype=next(self.parameters()).dtype, device=ref.device)
+        zero = batch.values["x"].new_zeros(())  # an image: in the model's dtype, on its device
         return dist.Normal(zero, 1.0).expand([len(batch), self.z_dim]).to_event(1)
 
     def modality_dist(self, name: str, z: torch.Tensor) -> dist.Distribution:
@@ -174,7 +173,9 @@ class MVAE(LatentVariableModel):
             for name in self.modalities:
                 if not batch.present[name].any():
                     continue  # missing in every row: its masked term would be 0
-                d = self.modality_dist(name, z).mask(batch.present[name])
+                d = self.modality_dist(name, z)
+                if not batch.present[name].all():
+                    d = d.mask(batch.present[name])
                 pyro.sample(name, d, obs=batch.values[name])
 
     # -- data checks -------------------------------------------------------------------------
