@@ -25,6 +25,8 @@ from vaezoo.errors import DataError
 def _fill_absent(value: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
     if bool(present.all()):
         return value
+    if not bool(present.any()):  # a broadcast zero: no copy of a modality no row has
+        return value.new_zeros(()).expand_as(value)
     keep = present.reshape(present.shape + (1,) * (value.dim() - 1))
     return torch.where(keep, value, torch.zeros((), dtype=value.dtype, device=value.device))
 
