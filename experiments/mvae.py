@@ -148,6 +148,7 @@ def run(args, name: str, classifier, clf_acc: dict) -> dict:
     train = MultimodalDataset({k: subset(s, sub) for k, s in train.sources.items()})
     result = {"data set": name, "classifier test accuracy": clf_acc, "runs": {}}
     net = {"z_dim": args.z_dim, "hidden": tuple(args.hidden), "label_hidden": tuple(args.label_hidden)}
+    net["activation"] = args.activation
     weighted = args.y_weight != 1.0
     mvae_name = f"mvae (lambda_y={args.y_weight:g})" if weighted else "mvae"
     mvae_objective = build_objective(
@@ -180,7 +181,7 @@ def run(args, name: str, classifier, clf_acc: dict) -> dict:
     if "vae" not in args.runs:
         return result
     torch.manual_seed(args.seed)
-    vae = build_model("vae", z_dim=args.z_dim, hidden=tuple(args.hidden))
+    vae = build_model("vae", z_dim=args.z_dim, hidden=tuple(args.hidden), activation=args.activation)
     guide = vae.default_guide()
     images = load("fashion-mnist" if name.startswith("fashion") else "mnist", "train", "dynamic")
     t0 = time.perf_counter()
@@ -197,8 +198,9 @@ def run(args, name: str, classifier, clf_acc: dict) -> dict:
     seconds = time.perf_counter() - t0
     torch.manual_seed(args.seed + 1)
     lp = log_likelihood(vae, guide, batch.values["x"], k=args.k)
-    result["runs"]["vae (x only)"] = {"train seconds": seconds, "log p(x)": [lp.mean, lp.stderr]}
-    print(name, "vae", json.dumps(result["runs"]["vae (x only)"]), flush=True)
+    key = f"vae (x only, {args.activation})"
+    result["runs"][key] = {"train seconds": seconds, "log p(x)": [lp.mean, lp.stderr]}
+    print(name, key, json.dumps(result["runs"][key]), flush=True)
     return result
 
 
@@ -219,6 +221,7 @@ def main() -> None:
     p.add_argument("--z-dim", type=int, default=32)
     p.add_argument("--hidden", type=int, nargs="+", default=[256, 256])
     p.add_argument("--label-hidden", type=int, nargs="+", default=[256])
+    p.add_argument("--activation", default="elu", help="of every network (MVAE and VAE alike)")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--classifier-epochs", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
@@ -238,7 +241,7 @@ def main() -> None:
     classifiers = {}
     for name in args.datasets:
         source = "fashion-mnist" if name.startswith("fashion") else "mnist"
-        if source not in classifiers:
+        if source not in classifiers and set(args.runs) != {"vae"}:
             t0 = time.perf_counter()
             classifiers[source] = train_classifier(source, args.classifier_epochs, args.seed)
             print(
@@ -246,11 +249,18 @@ def main() -> None:
                 f"({time.perf_counter() - t0:.0f} s)",
                 flush=True,
             )
-        clf, acc = classifiers[source]
-        clf.eval()
+        clf, acc = classifiers.get(source, (None, None))
+        if clf is not None:
+            clf.eval()
         result = run(args, name, clf, acc)
         result["args"] = vars(args)
-        (Path(args.out) / f"{name}{args.suffix}.json").write_text(json.dumps(result, indent=1))
+        path = Path(args.out) / f"{name}{args.suffix}.json"
+        if path.exists():  # a rerun of some runs keeps the others' results (and their args)
+            old = json.loads(path.read_text())
+            old["runs"].update(result["runs"])
+            old.setdefault("rerun args", []).append(vars(args))
+            result = {**old, "classifier test accuracy": acc or old["classifier test accuracy"]}
+        path.write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
