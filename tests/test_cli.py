@@ -121,6 +121,7 @@ BENCHMARKS = {
     "is_throughput.py": ["--smoke"],
     "data_parallel.py": ["--smoke"],
     "step_time_vrnn.py": ["--smoke"],
+    "step_time_mvae.py": ["--smoke"],
 }
 
 

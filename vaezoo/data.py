@@ -259,7 +259,9 @@ def batches(
 ) -> Iterator[torch.Tensor]:
     """Yield batches of x from a tensor, an :class:`ImageData`, any map-style dataset or a DataLoader.
 
-    Items that are tuples (x, label, ...) contribute their first element. With ``device``, each
+    Items that are tuples (x, label, ...) contribute their first element. Data that build their own
+    batches (a :class:`~vaezoo.multimodal.MultimodalDataset` or ``MultimodalBatch``) implement
+    ``take(index)`` for a tensor of indices and ``to(device)`` on the batch. With ``device``, each
     batch is moved there as it is yielded, so the data set itself may stay on the CPU. The order
     is drawn on the CPU (with ``generator``, a CPU generator) wherever the data are; ``order``
     (indices, e.g. one rank's share from :func:`vaezoo.parallel.rank_order`) gives it instead,
@@ -295,6 +297,10 @@ def _batches(
                 index = index.to(data.device)
             item = data[index]
             yield item[0] if isinstance(item, tuple) else item
+        return
+    if callable(getattr(data, "take", None)):
+        for start in range(0, n, batch_size):
+            yield data.take(order[start : start + batch_size])
         return
     loader = DataLoader(data, batch_size=batch_size, sampler=order.tolist())
     yield from _batches(loader, batch_size, False, None)

@@ -26,9 +26,19 @@ def float_dtype(model) -> torch.dtype:
 def check_data(model, data, name: str = "data"):
     """``data`` ready for ``model``: tensors converted to its dtype and checked in full; others sized.
 
+    A model with a ``prepare_data(data)`` method (one whose data are not a single tensor) converts
+    and checks data other than tensors and DataLoaders itself.
+
     :raises DataError: naming ``name`` when ``data`` is empty, of an unusable type or dtype, or
         not valid for the model (shape, NaN, range; see the model's ``check_x``).
     """
+    prepare = getattr(model, "prepare_data", None)
+    if callable(prepare) and not isinstance(data, (torch.Tensor, DataLoader)):
+        # A model whose data are not one tensor (multimodal batches) converts and checks them itself.
+        try:
+            return prepare(data)
+        except DataError as e:
+            raise DataError(f"{name}: {e}") from None
     if isinstance(data, DataLoader) or (isinstance(data, Dataset) and not isinstance(data, torch.Tensor)):
         if len(data) == 0:
             raise DataError(f"{name} is empty; pass at least one datapoint")

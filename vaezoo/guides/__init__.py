@@ -22,6 +22,7 @@ from vaezoo.guides.iaf import IAFConfig, IAFGuide
 from vaezoo.guides.ladder import LadderGuide, LadderGuideConfig, precision_weighted
 from vaezoo.guides.local import LocalFlow, LocalFlowConfig, LocalNormal, LocalNormalConfig
 from vaezoo.guides.planar import PlanarConfig, PlanarGuide
+from vaezoo.guides.product_of_experts import ProductOfExperts, ProductOfExpertsConfig, product_of_gaussians
 from vaezoo.guides.semi_amortized import SemiAmortized, SemiAmortizedConfig
 from vaezoo.guides.sylvester import SylvesterConfig, SylvesterGuide
 from vaezoo.guides.vlae import LadderEncoder, LadderEncoderConfig
@@ -59,6 +60,9 @@ __all__ = [
     "IAFConfig",
     "SylvesterGuide",
     "SylvesterConfig",
+    "ProductOfExperts",
+    "ProductOfExpertsConfig",
+    "product_of_gaussians",
     "BoundGuide",
     "FactorizedGuide",
     "FlowGuide",

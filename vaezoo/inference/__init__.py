@@ -22,13 +22,17 @@ from vaezoo.inference.hmc import HMC, HMCState
 from vaezoo.inference.importance import Estimate, LogLikelihood, log_likelihood
 from vaezoo.inference.info_vae import InfoVAE, InfoVAEConfig, kernel_matrix, mmd_unbiased
 from vaezoo.inference.iwae import IWAE, IWAEConfig
-from vaezoo.inference.messengers import ScaleLatents
+from vaezoo.inference.messengers import ScaleLatents, ScaleObserved
+from vaezoo.inference.multimodal_elbo import MultimodalELBO, MultimodalELBOConfig, training_subsets
 from vaezoo.inference.objective import Objective
 from vaezoo.inference.potential import log_joint
 from vaezoo.inference.score_function import NonReparam, Reparam, ScoreFunction, ScoreFunctionConfig
 from vaezoo.inference.traces import PairTrace, run_pair
 
 __all__ = [
+    "MultimodalELBO",
+    "MultimodalELBOConfig",
+    "training_subsets",
     "Estimate",
     "Objective",
     "ELBO",
@@ -50,6 +54,7 @@ __all__ = [
     "Reparam",
     "NonReparam",
     "ScaleLatents",
+    "ScaleObserved",
     "PairTrace",
     "run_pair",
     "log_joint",

@@ -22,3 +22,22 @@ class ScaleLatents(Messenger):
     def _process_message(self, msg: dict) -> None:
         if msg["type"] == "sample" and not msg["is_observed"]:
             msg["scale"] = msg["scale"] * self.weight
+
+
+class ScaleObserved(Messenger):
+    """Multiply the log-density of the *observed* sample sites named in ``weights`` by their weight.
+
+    The per-modality likelihood weights of multimodal training (Wu & Goodman 2018's lambda): a
+    training objective, not a bound. Latent sites and unnamed observed sites keep their scale.
+    """
+
+    def __init__(self, weights: dict[str, float]):
+        super().__init__()
+        bad = {k: w for k, w in weights.items() if w < 0}
+        if bad:
+            raise ValueError(f"likelihood weights must be >= 0, got {bad}")
+        self.weights = weights
+
+    def _process_message(self, msg: dict) -> None:
+        if msg["type"] == "sample" and msg["is_observed"] and msg["name"] in self.weights:
+            msg["scale"] = msg["scale"] * self.weights[msg["name"]]

@@ -178,7 +178,16 @@ class ScoreFunction(Objective):
     def bound(self, model, guide, x: torch.Tensor) -> torch.Tensor:
         return self.objective.bound(model, guide, x)
 
+    def check_pair(self, model, guide, x) -> None:
+        if not isinstance(x, torch.Tensor):
+            # Baselines (the NVIL network above all) read x as one tensor.
+            raise ConfigError(
+                f"score_function's baselines read x as one tensor, not {type(x).__name__}; "
+                "train this model with a reparameterized objective such as 'elbo'"
+            )
+
     def per_datapoint(self, model, guide, x: torch.Tensor, latent_weight: float = 1.0) -> torch.Tensor:
+        self.check_pair(model, guide, x)
         vimco = self.config.baseline == "vimco"
         sampling = NonReparam(self.config.score_sites)
         with sampling:

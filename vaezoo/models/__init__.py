@@ -11,6 +11,7 @@ from vaezoo.models.hvae import HVAE, HVAEConfig, TopDownHierarchy
 from vaezoo.models.ladder import LadderVAE, LadderVAEConfig
 from vaezoo.models.linear_gaussian import LinearGaussian, LinearGaussianConfig
 from vaezoo.models.markov_hvae import MarkovHVAE, MarkovHVAEConfig
+from vaezoo.models.mvae import MVAE, MVAEConfig
 from vaezoo.models.vae import VAE, VAEConfig
 from vaezoo.models.vlae import VLAE, VLAEConfig
 from vaezoo.models.vrnn import VRNN, VRNNConfig
@@ -32,6 +33,8 @@ __all__ = [
     "VLAEConfig",
     "VRNN",
     "VRNNConfig",
+    "MVAE",
+    "MVAEConfig",
     "BlockSpin",
     "BlockSpinConfig",
     "sample_model",
