@@ -4,8 +4,9 @@ Both steps start from the same weights and use the same batches, batch size and 
 hand-written step computes the same single-sample ELBO (analytic KL per step, Bernoulli emissions)
 with the same modules (the model's phi_x, phi_z, prior, decoder and GRU cell and the guide's
 encoder) and no Pyro, running the recurrence once. vaezoo's model, replayed on the guide's draws,
-runs the recurrence a second time (see :class:`~vaezoo.guides.vrnn.VRNNGuide`), which this ratio
-includes. Timings alternate between the two in rounds, so drifts in machine load hit both alike.
+takes the recurrent states the guide computed (:class:`~vaezoo.models.prior_handoff.PriorHandoff`),
+so it runs the recurrence once too. Timings alternate between the two in rounds, so drifts in
+machine load hit both alike.
 
     python benchmarks/step_time_vrnn.py         # MNIST-rows shapes (T = 28, D = 28), batch 32 and 128
 """
