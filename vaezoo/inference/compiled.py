@@ -47,6 +47,11 @@ import pyro
 import torch
 from pyro.poutine.util import is_validation_enabled
 from torch import nn
+from torch.nn.modules.module import (
+    register_module_buffer_registration_hook,
+    register_module_module_registration_hook,
+    register_module_parameter_registration_hook,
+)
 
 from vaezoo.errors import ConfigError, VaezooError
 from vaezoo.inference.objective import Objective
@@ -54,16 +59,58 @@ from vaezoo.inference.objective import Objective
 BACKENDS = ("inductor", "fx")
 
 
+# Bumped whenever any module anywhere registers or replaces a parameter, buffer or submodule
+# (nn.Module's global registration hooks): a pair re-lists its tensors only after that happened.
+_GENERATION = [0]
+
+
+def _bump(*args: Any) -> None:
+    _GENERATION[0] += 1
+
+
+for _register in (
+    register_module_parameter_registration_hook,
+    register_module_buffer_registration_hook,
+    register_module_module_registration_hook,
+):
+    _register(_bump)
+
+
 class _Pair(nn.Module):
-    """Model and guide under one root, so one ``functional_call`` swaps every tensor of both."""
+    """Model and guide under one root, so one ``functional_call`` swaps every tensor of both.
+
+    :meth:`tensors` lists the tensors a graph takes. Walking ``modules()`` and ``parameters()`` of a
+    deep hierarchy costs about a millisecond, as much as a small network's whole step, so the lists
+    are kept until some module registers or replaces a tensor or submodule (``_GENERATION``);
+    in-place changes (an optimizer step, ``load_state_dict``, ``to()``) keep the tensors' identity.
+    """
 
     def __init__(self, model: nn.Module, guide: nn.Module, objective: Objective):
         super().__init__()
         self.model, self.guide = model, guide
         self.objective = objective  # a plain object: not a submodule (refused when it owns tensors)
+        self._generation = -1
+        self._found: tuple = ()
 
     def forward(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return -self.objective.per_datapoint(self.model, self.guide, x, weight).mean()
+
+    def tensors(self) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], tuple]:
+        """(parameters that require grad, other parameters, buffers, structure) in a fixed order;
+        structure holds what a graph is specialized to: train flags, requires_grad, dtypes, devices."""
+        if self._generation != _GENERATION[0]:
+            self._generation = _GENERATION[0]
+            self._found = (list(self.modules()), list(self.parameters()), list(self.buffers()))
+        modules, all_params, buffers = self._found
+        grads = tuple(p.requires_grad for p in all_params)
+        params = [p for p, g in zip(all_params, grads, strict=True) if g]
+        others = [p for p, g in zip(all_params, grads, strict=True) if not g] if not all(grads) else []
+        structure = (
+            tuple(m.training for m in modules),
+            grads,
+            tuple((t.dtype, t.device) for t in (*all_params, *buffers)),
+        )
+        return params, others, buffers, structure
 
 
 @dataclass
@@ -111,10 +158,15 @@ class CompiledLoss:
         self._pairs: dict[tuple[int, int], _Pair] = {}
         #: Graphs traced so far (a cache hit does not count); pairs refused are not counted.
         self.traces = 0
+        try:
+            self._config = hash((type(objective), objective.config)) and (type(objective), objective.config)
+        except TypeError:  # a config with unhashable fields: its description is the key
+            self._config = objective.describe()
 
     def eager_reason(self, model, guide, x: torch.Tensor) -> str | None:
         """Why this pair and batch run eagerly (``None`` if they run as a graph); traces if needed."""
-        entry = self._entry(self._pair(model, guide), x)
+        pair = self._pair(model, guide)
+        entry = self._entry(pair, x, pair.tensors()[3])
         return entry if isinstance(entry, str) else None
 
     def loss_and_grad(self, model, guide, x: torch.Tensor, progress: float = math.inf) -> torch.Tensor:
@@ -124,14 +176,14 @@ class CompiledLoss:
         weight = self.objective.latent_weight(progress)
         if weight < 0:
             raise ConfigError(f"latent weight must be >= 0, got {weight}")
-        entry = self._entry(pair, x)
+        params, others, buffers, structure = pair.tensors()
+        entry = self._entry(pair, x, structure)
         if isinstance(entry, str):
             loss = self.objective.differentiable_loss(model, guide, x, progress)
             loss.backward()
             return loss.detach()
         if is_validation_enabled() and callable(getattr(model, "check_x", None)):
             model.check_x(x)
-        params, others, buffers = _tensors(pair)
         w = torch.tensor(weight, dtype=params[0].dtype if params else x.dtype, device=x.device)
         with torch.no_grad():
             loss, *grads = entry.run(*params, *others, *buffers, x, w)
@@ -149,8 +201,8 @@ class CompiledLoss:
             pair = self._pairs[id(model), id(guide)] = _Pair(model, guide, self.objective)
         return pair
 
-    def _entry(self, pair: _Pair, x: torch.Tensor) -> _Graph | str:
-        key = _key(pair, x, self.objective)
+    def _entry(self, pair: _Pair, x: torch.Tensor, structure: tuple) -> _Graph | str:
+        key = (id(pair), tuple(x.shape), x.dtype, x.device, structure, self._config)
         entry = self._cache.get(key)
         if entry is None:
             entry = self._build(pair, x)
@@ -180,27 +232,6 @@ class CompiledLoss:
         return graph
 
 
-def _tensors(pair: _Pair) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
-    """(parameters that require grad, the other parameters, buffers), in a fixed order."""
-    params = [p for p in pair.parameters() if p.requires_grad]
-    others = [p for p in pair.parameters() if not p.requires_grad]
-    return params, others, list(pair.buffers())
-
-
-def _key(pair: _Pair, x: torch.Tensor, objective: Objective) -> tuple:
-    return (
-        tuple(x.shape),
-        x.dtype,
-        x.device,
-        tuple(m.training for m in pair.modules()),
-        tuple(p.requires_grad for p in pair.parameters()),
-        tuple((p.dtype, p.device) for p in pair.parameters()),
-        objective.describe(),
-        id(pair.model),
-        id(pair.guide),
-    )
-
-
 def trace(pair: _Pair, x: torch.Tensor) -> _Graph:
     """The aten graph of ``pair``'s loss and gradients on batches like ``x``, with fake tensors.
 
@@ -224,7 +255,7 @@ def trace(pair: _Pair, x: torch.Tensor) -> _Graph:
         used[:] = [i for i, g in enumerate(grads) if g is not None]
         return (loss.detach(), *(grads[i] for i in used))
 
-    params, others, buffers = _tensors(pair)
+    params, others, buffers, _ = pair.tensors()
     weight = torch.ones((), dtype=params[0].dtype if params else x.dtype, device=x.device)
     with pyro.validation_enabled(False):
         gm = make_fx(step, tracing_mode="fake")(*params, *others, *buffers, x, weight)
@@ -237,7 +268,7 @@ def trace(pair: _Pair, x: torch.Tensor) -> _Graph:
 def _inductor(gm, pair: _Pair, x: torch.Tensor):
     from torch._inductor.compile_fx import compile_fx
 
-    params, others, buffers = _tensors(pair)
+    params, others, buffers, _ = pair.tensors()
     example = [t.detach() for t in (*params, *others, *buffers, x)]
     example.append(torch.ones((), dtype=params[0].dtype if params else x.dtype, device=x.device))
     with torch.no_grad():
