@@ -153,14 +153,14 @@ def main(argv=None) -> None:
         medians = measure(batch_size, args.steps, args.rounds, args.backend, hand_compiled=not args.smoke)
         print(f"batch {batch_size}:")
         for name, seconds in medians.items():
-            versus = f"  / hand-written eager {seconds / medians[HAND]:.3f}"
+            versus = f"  ratio to hand-written eager {seconds / medians[HAND]:.3f}"
             if HAND_COMPILED in medians:
-                versus += f"  / hand-written compiled {seconds / medians[HAND_COMPILED]:.3f}"
+                versus += f", compiled {seconds / medians[HAND_COMPILED]:.3f}"
             print(f"  {name:32s} median {1e3 * seconds:7.3f} ms/step{versus}")
         best = min(medians[EAGER], medians[COMPILED])
-        summary = f"  vaezoo best / hand-written eager {best / medians[HAND]:.3f}"
+        summary = f"  vaezoo best: ratio to hand-written eager {best / medians[HAND]:.3f}"
         if HAND_COMPILED in medians:
-            summary += f", / hand-written compiled {best / medians[HAND_COMPILED]:.3f}"
+            summary += f", compiled {best / medians[HAND_COMPILED]:.3f}"
         print(summary)
 
 
