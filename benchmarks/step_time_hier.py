@@ -13,13 +13,20 @@ alternate between the two in rounds, so drifts in machine load hit both alike. T
 random binary images.
 
     python benchmarks/step_time_hier.py                       # all four models, batch 100
-    python benchmarks/step_time_hier.py --model lvae          # one model
+    python benchmarks/step_time_hier.py --model lvae --batch-sizes 20 100 500
     python benchmarks/step_time_hier.py --validate            # with Pyro's distribution checks
+
+Each model is timed four ways in one run: vaezoo eager, vaezoo compiled
+(:class:`~vaezoo.inference.compiled.CompiledLoss`, inductor; ``--backend fx`` runs the traced graph
+as is), hand-written eager and hand-written compiled (``torch.compile`` of the reference loss).
+Compilation happens in the warm-up steps, outside the timed blocks; ``--smoke`` uses ``--backend fx``
+and skips ``torch.compile`` so that the test suite does not pay for compilation.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import statistics
 import time
@@ -29,6 +36,7 @@ import torch
 from hier_references import REFERENCES
 
 from vaezoo import ELBO
+from vaezoo.inference.compiled import CompiledLoss
 from vaezoo.inference.fit import make_optimizer, parameters
 from vaezoo.inference.traces import run_pair
 from vaezoo.registry import build_model
@@ -79,13 +87,13 @@ def describe(name: str, model, guide, closed: tuple[str, ...]) -> str:
     )
 
 
-def measure(name: str, args) -> dict:
+def measure(name: str, batch_size: int, args) -> dict:
     """Check that both sides compute the same loss, then time them; print and return the results."""
     torch.manual_seed(0)
     model = build_model(name, **CONFIGS[name])
     guide = model.default_guide()
     data = torch.bernoulli(
-        torch.rand(args.steps, args.batch_size, *model.x_shape, generator=torch.Generator().manual_seed(1))
+        torch.rand(args.steps, batch_size, *model.x_shape, generator=torch.Generator().manual_seed(1))
     )
     batches = list(data)
     objective = ELBO()
@@ -102,32 +110,54 @@ def measure(name: str, args) -> dict:
         ref_loss = reference.loss(batches[0]).item()
     agree = same_terms and abs(pyro_loss - ref_loss) <= REL_TOL * abs(ref_loss)
 
-    opt_pyro = make_optimizer(parameters(model, guide), lr=1e-3)
-    opt_ref = make_optimizer(list(reference.parameters()), lr=1e-3)
+    # Copies made after the loss check, so every step starts from the same weights and statistics.
+    fast_model, fast_guide = copy.deepcopy((model, guide))  # together: a guide may hold its model
+    fast_reference = copy.deepcopy(reference)
+    fast = CompiledLoss(objective, backend=args.backend)
 
-    def pyro_step(x):
-        loss = objective.differentiable_loss(model, guide, x)
-        opt_pyro.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_pyro.step()
+    def step_with(loss_fn, params):
+        optimizer = make_optimizer(list(params), lr=1e-3)
 
-    def ref_step(x):
-        loss = reference.loss(x)
-        opt_ref.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_ref.step()
+        def step(x):
+            loss = loss_fn(x)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            return loss.item()  # every step reads its loss, as fit does
 
-    for step in (pyro_step, ref_step):  # warm-up: allocator, kernels, Adam state
+        return step
+
+    opt_fast = make_optimizer(parameters(fast_model, fast_guide), lr=1e-3)
+
+    def fast_step(x):
+        opt_fast.zero_grad(set_to_none=True)
+        loss = fast.loss_and_grad(fast_model, fast_guide, x)
+        opt_fast.step()
+        return loss.item()
+
+    steps = {
+        "pyro": step_with(lambda x: objective.differentiable_loss(model, guide, x), parameters(model, guide)),
+        "fast": fast_step,
+        "ref": step_with(reference.loss, reference.parameters()),
+    }
+    if not args.smoke:
+        steps["ref_compiled"] = step_with(torch.compile(fast_reference.loss), fast_reference.parameters())
+    for step in steps.values():  # warm-up: compilation, allocator, kernels, Adam state
         time_steps(step, batches[:2])
-    t_pyro, t_ref = [], []
+    reason = fast.eager_reason(fast_model, fast_guide, batches[0])
+    if reason is not None:
+        raise SystemExit(f"CompiledLoss fell back to eager on {name} ({reason}): nothing compiled to time")
+    times: dict[str, list[float]] = {k: [] for k in steps}
     for _ in range(args.rounds):
-        t_pyro.append(time_steps(pyro_step, batches))
-        t_ref.append(time_steps(ref_step, batches))
-    med_pyro, med_ref = statistics.median(t_pyro), statistics.median(t_ref)
+        for k, step in steps.items():
+            times[k].append(time_steps(step, batches))
+    med = {k: statistics.median(t) for k, t in times.items()}
+    med_pyro, med_ref = med["pyro"], med["ref"]
 
     print(
-        f"ran: {describe(name, model, guide, closed)}; plain ELBO(), batch {args.batch_size}, "
-        f"{args.steps} steps x {args.rounds} alternating rounds, fused Adam lr 1e-3 (both)"
+        f"ran: {describe(name, model, guide, closed)}; plain ELBO(), batch {batch_size}, "
+        f"{args.steps} steps x {args.rounds} alternating rounds, fused Adam lr 1e-3 (all); "
+        f"CompiledLoss backend {args.backend}"
     )
     terms = "" if same_terms else f" [closed-form layers differ: reference {reference.closed_form}]"
     print(
@@ -135,22 +165,29 @@ def measure(name: str, args) -> dict:
         f"difference {pyro_loss - ref_loss:+.2e} -> {'agree' if agree else 'MISMATCH'}{terms}"
     )
     print(f"  vaezoo (Pyro) step: median {1e3 * med_pyro:.3f} ms")
+    print(f"  vaezoo compiled step: median {1e3 * med['fast']:.3f} ms")
     print(f"  hand-written PyTorch step: median {1e3 * med_ref:.3f} ms")
-    print(f"  ratio Pyro / PyTorch: {med_pyro / med_ref:.3f}")
-    return {"model": name, "pyro": med_pyro, "ref": med_ref, "agree": agree}
+    if "ref_compiled" in med:
+        print(f"  hand-written torch.compile step: median {1e3 * med['ref_compiled']:.3f} ms")
+    print(f"  ratio Pyro / PyTorch: {med_pyro / med_ref:.3f}, compiled / PyTorch: {med['fast'] / med_ref:.3f}"
+          )
+    return {"model": name, "batch": batch_size, **med, "agree": agree}
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=[*CONFIGS, "all"], default="all")
-    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[100])
     parser.add_argument("--steps", type=int, default=30, help="steps per timed block")
     parser.add_argument("--rounds", type=int, default=5, help="alternating blocks per implementation")
     parser.add_argument("--validate", action="store_true", help="turn Pyro's validation on")
-    parser.add_argument("--smoke", action="store_true", help="tiny run of every model for the test suite")
+    parser.add_argument("--backend", choices=["inductor", "fx"], default="inductor",
+                        help="how CompiledLoss runs its traced graph")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny run of every model for the test suite (no inductor, no torch.compile)")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.steps, args.rounds, args.batch_size, args.model = 2, 1, 16, "all"
+        args.steps, args.rounds, args.batch_sizes, args.model, args.backend = 2, 1, [16], "all", "fx"
     pyro.enable_validation(args.validate)
     print(
         f"setup: seeds 0 (weights), 1 (data), 2 (loss-check noise); validation "
@@ -159,13 +196,19 @@ def main(argv=None) -> None:
         f"{platform.processor() or platform.machine()}"
     )
     names = list(CONFIGS) if args.model == "all" else [args.model]
-    results = [measure(name, args) for name in names]
+    results = [measure(name, b, args) for name in names for b in args.batch_sizes]
 
-    print(f"\n{'model':12s} {'Pyro ms':>9s} {'PyTorch ms':>10s} {'ratio':>6s}  loss check")
+    print(
+        f"\n{'model':12s} {'batch':>5s} {'Pyro ms':>9s} {'compiled':>9s} {'PyTorch':>9s} {'PT comp.':>9s} "
+        f"{'best/PT':>8s} {'best/PTc':>8s}  loss check"
+    )
     for r in results:
+        best = min(r["pyro"], r["fast"])
+        ref_c = r.get("ref_compiled")
         print(
-            f"{r['model']:12s} {1e3 * r['pyro']:9.3f} {1e3 * r['ref']:10.3f} {r['pyro'] / r['ref']:6.3f}  "
-            f"{'agree' if r['agree'] else 'MISMATCH'}"
+            f"{r['model']:12s} {r['batch']:5d} {1e3 * r['pyro']:9.3f} {1e3 * r['fast']:9.3f} "
+            f"{1e3 * r['ref']:9.3f} {1e3 * ref_c if ref_c else float('nan'):9.3f} {best / r['ref']:8.3f} "
+            f"{best / ref_c if ref_c else float('nan'):8.3f}  {'agree' if r['agree'] else 'MISMATCH'}"
         )
     bad = [r["model"] for r in results if not r["agree"]]
     if bad:

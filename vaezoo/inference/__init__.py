@@ -8,6 +8,7 @@ energy (:func:`free_energy_bound`, :func:`exact_bound`, :func:`exact_kl_l4`) wor
 from vaezoo.inference.ais import AISLogLikelihood, ais_log_likelihood, schedule
 from vaezoo.inference.baselines import AverageBaseline, Baseline, NVILBaseline
 from vaezoo.inference.beta_tcvae import BetaTCVAE, BetaTCVAEConfig, mws_log_density
+from vaezoo.inference.compiled import CompiledLoss
 from vaezoo.inference.elbo import ELBO, ELBOConfig
 from vaezoo.inference.exact_kl import ExactKL, exact_bound, exact_kl_l4
 from vaezoo.inference.fit import fit, mean_bound, parameters
@@ -34,6 +35,7 @@ __all__ = [
     "MultimodalELBOConfig",
     "training_subsets",
     "Estimate",
+    "CompiledLoss",
     "Objective",
     "ELBO",
     "ELBOConfig",

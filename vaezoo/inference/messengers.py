@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from pyro.poutine.messenger import Messenger
 
 
@@ -13,9 +14,10 @@ class ScaleLatents(Messenger):
     :class:`pyro.poutine.scale`, a weight of 0 (the first step of a warm-up) is allowed.
     """
 
-    def __init__(self, weight: float):
+    def __init__(self, weight: float | torch.Tensor):
         super().__init__()
-        if weight < 0:
+        # A tensor weight is a traced input (vaezoo.inference.compiled); its caller checks it.
+        if not isinstance(weight, torch.Tensor) and weight < 0:
             raise ValueError(f"latent weight must be >= 0, got {weight}")
         self.weight = weight
 

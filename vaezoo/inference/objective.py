@@ -99,6 +99,12 @@ class Objective:
         return f"{getattr(type(self), 'registry_name', type(self).__name__)}({fields})"
 
 
-def scaled_latents(weight: float):
-    """A :class:`ScaleLatents` context, or a no-op when ``weight == 1``."""
+def scaled_latents(weight: float | torch.Tensor):
+    """A :class:`ScaleLatents` context, or a no-op when ``weight == 1``.
+
+    A tensor ``weight`` always scales: it is an input of a traced step
+    (:mod:`vaezoo.inference.compiled`), whose value must not decide the program's structure.
+    """
+    if isinstance(weight, torch.Tensor):
+        return ScaleLatents(weight)
     return contextlib.nullcontext() if weight == 1.0 else ScaleLatents(weight)
