@@ -8,7 +8,7 @@ import torch
 from pyro.nn import PyroModule
 from torch import nn
 
-from vaezoo import ELBO, VAE
+from vaezoo import ELBO, VAE, fit
 from vaezoo.errors import ConfigError
 from vaezoo.inference import IWAE, CompiledLoss, ScoreFunction, parameters
 from vaezoo.registry import build_model
@@ -88,8 +88,11 @@ def test_same_loss_gradients_and_buffers_as_eager(pair, objective, progress):
     assert fast.traces == 1 and fast.eager_reason(model, guide, x) is None
     assert_same(compiled, eager)
     if any(True for _ in model.buffers()):
-        moved = [b for b, s in zip(compiled[2], [*model.buffers(), *guide.buffers()], strict=True)
-                 if b.is_floating_point() and not torch.equal(b, s)]
+        moved = [
+            b
+            for b, s in zip(compiled[2], [*model.buffers(), *guide.buffers()], strict=True)
+            if b.is_floating_point() and not torch.equal(b, s)
+        ]
         assert moved, "training-mode batch norm must update its running statistics in the graph"
 
 
@@ -215,3 +218,26 @@ def test_inductor_matches_eager_with_aten_random(pair):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     for a, b in zip(compiled[2], eager[2], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_fit_with_the_fx_graph_trains_as_the_eager_fit_does():
+    # Same seeds, same batches, and the fx graph replays the eager step's random operators in order:
+    # the two runs differ only by the order of float sums inside the traced backward.
+    histories, weights = [], []
+    for compile in (None, "fx"):
+        model, guide = lvae()
+        data = torch.cat([batch(16, seed=s) for s in range(3)])
+        history = fit(
+            model, guide, data, ELBO(kl_warmup=2), epochs=2, batch_size=16, progress=False, compile=compile
+        )
+        histories.append([h["train_loss"] for h in history])
+        weights.append(parameters(model, guide))
+    torch.testing.assert_close(torch.tensor(histories[1]), torch.tensor(histories[0]), rtol=1e-5, atol=0)
+    for a, b in zip(*weights, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_fit_refuses_an_unknown_compile_backend_before_any_work():
+    model, guide = vae()
+    with pytest.raises(ConfigError, match="compile='jit' is not a backend; choose one of inductor, fx"):
+        fit(model, guide, batch(), ELBO(), epochs=1, compile="jit")

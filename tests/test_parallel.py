@@ -86,6 +86,8 @@ STOCHASTIC = PRELUDE + textwrap.dedent(
     nvil = ScoreFunction(ELBO(), baseline="nvil")  # a baseline network with lazily shaped weights
     fit(model, guide, data, nvil, epochs=1, batch_size=32, progress=False)
     save("nvil", parameters(model, guide) + list(nvil.state_dict().values()))
+    fit(model, guide, data, ELBO(), epochs=1, batch_size=32, progress=False, compile="fx")
+    save("compiled", parameters(model, guide))
     """
 )
 
@@ -188,7 +190,7 @@ def test_two_processes_take_the_step_of_one_process_with_their_combined_batch(tm
 
 def test_ranks_and_objective_state_stay_in_sync_and_training_improves(tmp_path):
     assert_ran(launch(STOCHASTIC, 2, tmp_path))
-    for name in ("stochastic", "nvil"):
+    for name in ("stochastic", "nvil", "compiled"):
         ranks = [loaded(tmp_path, name, r) for r in (0, 1)]
         assert len(ranks[0]) > 2
         for a, b in zip(*ranks, strict=True):

@@ -199,6 +199,30 @@ def average_state(tensors, w: World) -> None:
                 t.div_(w.size)
 
 
+def broadcast(tensors, w: World) -> None:
+    """Give every rank rank 0's values of ``tensors`` (in place)."""
+    if w.size == 1:
+        return
+    with collective("receiving rank 0's parameters", w), torch.no_grad():
+        for t in tensors:
+            dist.broadcast(t, src=0)
+
+
+def average_gradients(params, w: World) -> None:
+    """Average the ``.grad`` of ``params`` over the ranks, in one exchange (what DDP does in ``backward``)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if w.size == 1 or not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    with collective("averaging gradients", w):
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= w.size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
 def all_objects(obj, w: World) -> list:
     """``obj`` of every rank, in rank order (e.g. each rank's RNG state for the checkpoint)."""
     if w.size == 1:

@@ -48,6 +48,13 @@ class TrainConfig(Checked):
     validate: bool = field(default=False, metadata={"help": "Pyro's distribution argument checks (slower)"})
     progress: bool = True
     device: str = field(default="auto", metadata={"help": devices.HELP})
+    compile: Literal["none", "fx", "inductor"] = field(
+        default="none",
+        metadata={
+            "help": "trace each step's loss and gradients once per batch shape and run them as one graph: "
+            "fx (no compile time) or inductor (compiled, faster, seconds to a minute per shape)"
+        },
+    )
     logger: Literal["csv", "tensorboard", "none"] = field(
         default="csv",
         metadata={"help": "per-epoch log: OUT/log.csv, TensorBoard events in OUT, or none"},
@@ -131,6 +138,7 @@ def train(args: argparse.Namespace) -> None:
         data_spec=data_spec,
         device=device,
         logger=logger,
+        compile=None if cfg.compile == "none" else cfg.compile,
     )
     metrics = {
         "model": checkpoint.spec(model),

@@ -17,11 +17,12 @@ from vaezoo import checkpoint, parallel
 from vaezoo.config import check_argument
 from vaezoo.data import batches, num_batches
 from vaezoo.devices import module_device, resolve, to_device
-from vaezoo.errors import TrainingError, VaezooError
+from vaezoo.errors import ConfigError, TrainingError, VaezooError
 from vaezoo.files import remove_leftovers, writable_dir
+from vaezoo.inference.compiled import BACKENDS
 from vaezoo.inference.run_state import kept, rank_seed, restore_rng, rng_state, run_spec
 from vaezoo.inference.run_state import resume as resume_run
-from vaezoo.inference.training_step import TrainingStep, data_parallel
+from vaezoo.inference.training_step import GradientStep
 from vaezoo.inputs import check_data
 from vaezoo.loggers import Logger
 from vaezoo.nets import evaluating
@@ -87,6 +88,7 @@ def fit(
     data_spec: dict[str, Any] | None = None,
     device: str | torch.device | None = None,
     logger: Logger | None = None,
+    compile: str | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` and ``guide`` to maximize ``objective`` on ``train``; return the per-epoch history.
 
@@ -104,6 +106,15 @@ def fit(
     the objective's own state there before the optimizer is made; each batch is moved there as it
     is drawn, so the data may stay on the CPU. ``None`` trains where the model already is. The
     checkpoint does not depend on the device: one written on a GPU resumes on the CPU and back.
+
+    ``compile`` (``"inductor"`` or ``"fx"``) computes each step's loss and gradients with
+    :class:`~vaezoo.inference.compiled.CompiledLoss`: traced once per batch shape, then run as one
+    graph without Pyro's per-site Python (inductor compiles it, which takes seconds to a minute per
+    batch shape; ``"fx"`` runs the traced operators as they are). Pairs and objectives it cannot
+    trace train eagerly after a warning.
+
+    Under torchrun (several processes) ``batch_size`` is the batch of one step over all of them;
+    see :mod:`vaezoo.parallel`. Rank 0 alone writes the checkpoint and logs.
 
     ``logger`` (a :class:`~vaezoo.loggers.Logger`, e.g. ``CSVLogger(out)``) receives the run's
     config once and every epoch's record after its checkpoint is written; a resumed run hands it
@@ -124,6 +135,11 @@ def fit(
     batch_size = check_argument("batch_size", batch_size, int, min=1)
     lr = check_argument("lr", lr, float, above=0)
     seed = check_argument("seed", seed, int)
+    if compile not in (None, *BACKENDS):
+        raise ConfigError(
+            f"compile={compile!r} is not a backend; choose one of {', '.join(BACKENDS)}, or None (eager)",
+            key="compile", value=compile, allowed=", ".join(BACKENDS),
+        )
     train = check_data(model, train, "train")
     if test is not None:
         test = check_data(model, test, "test")
@@ -163,9 +179,10 @@ def fit(
     order = None
     if w.size > 1:
         order = parallel.rank_order(len(train), seed * 100_003, start, w)
-    step = data_parallel(
-        TrainingStep(model, guide, objective, owned), w, device,
+    step = GradientStep(
+        model, guide, objective, owned, w, device,
         lambda: next(batches(train, local_batch, device=device, order=order)),
+        compile=compile,
     )
     # The objective's state that is not a parameter (running averages) is averaged over the ranks.
     trained = {p.data_ptr() for p in owned}
@@ -192,7 +209,7 @@ def fit(
                 where = f"at epoch {epoch + 1}, step {i + 1} of {steps}"
                 with parallel.collective(f"the training step {where}", w):
                     try:
-                        loss = step(x, progress=epoch + i / steps)
+                        loss = step(x, epoch + i / steps, optimizer)
                     except VaezooError:
                         raise
                     except ValueError as e:  # Pyro's validation found invalid (e.g. NaN) parameters
@@ -204,8 +221,6 @@ def fit(
                             f"loss became {value} {where}; {kept(path, start)}. "
                             "Lower the learning rate (--lr) or check the data"
                         )
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
                     optimizer.step()
                     parallel.average_state(objective_state, w)
                 sums += torch.tensor([value * x.shape[0], x.shape[0]], dtype=torch.float64)

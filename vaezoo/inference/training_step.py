@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from vaezoo import parallel
 from vaezoo.errors import ConfigError
 from vaezoo.parallel import World
 
@@ -67,3 +68,50 @@ def data_parallel(
         device_ids=[device.index] if device.type == "cuda" else None,
         static_graph=True,
     )
+
+
+class GradientStep:
+    """One step's loss and gradients, eager (wrapped in DDP under torchrun) or as a compiled graph.
+
+    ``step(x, progress, optimizer)`` zeroes the optimizer's gradients, fills them with those of the
+    objective's loss on ``x`` and returns the loss, detached; the caller checks it and steps.
+
+    With ``compile`` (``"inductor"`` or ``"fx"``), :class:`~vaezoo.inference.compiled.CompiledLoss`
+    computes loss and gradients; several processes then average the gradients themselves (DDP's
+    hooks fire only on ``backward``) and take rank 0's buffers (batch-norm statistics) after each
+    step, as DDP does before each, having broadcast rank 0's parameters and buffers at the start.
+    """
+
+    def __init__(
+        self,
+        model,
+        guide,
+        objective,
+        owned: list[nn.Parameter],
+        w: World,
+        device: torch.device,
+        first_batch: Callable[[], torch.Tensor],
+        compile: str | None = None,
+    ):
+        from vaezoo.inference.compiled import CompiledLoss
+
+        self.model, self.guide, self.objective, self.w = model, guide, objective, w
+        self.fast = CompiledLoss(objective, backend=compile) if compile else None
+        self.tensors = [*model.parameters(), *guide.parameters(), *owned]
+        self.buffers = [*model.buffers(), *guide.buffers()]
+        if self.fast is None:
+            self.module = data_parallel(TrainingStep(model, guide, objective, owned), w, device, first_batch)
+        elif w.size > 1:
+            parallel.broadcast([*self.tensors, *self.buffers], w)
+
+    def __call__(self, x: torch.Tensor, progress: float, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        if self.fast is None:
+            loss = self.module(x, progress=progress)
+            loss.backward()
+            return loss.detach()
+        loss = self.fast.loss_and_grad(self.model, self.guide, x, progress=progress)
+        if self.w.size > 1:
+            parallel.average_gradients(self.tensors, self.w)
+            parallel.broadcast(self.buffers, self.w)
+        return loss
