@@ -339,3 +339,22 @@ def test_gap_study_runs_on_padded_sequences():
     tol = 3 * math.hypot(rows["log_px"].stderr, rows["amortized"].stderr) + 1e-3
     assert rows["amortized"].mean <= rows["log_px"].mean + tol
     assert rows["ffg"].mean >= rows["amortized"].mean - 3 * rows["ffg"].stderr - 3 * rows["amortized"].stderr
+
+
+def test_prior_samples_feed_each_drawn_step_back_into_the_recurrence():
+    # p(x_{<=T}) draws x_t and conditions the next step on it; running the model with its observation
+    # removed would feed the placeholder data (zeros) into phi_x instead.
+    from vaezoo.analysis import prior_samples
+
+    torch.manual_seed(0)
+    model = VRNN(x_shape=(5, 4), z_dim=2, h_dim=6, feature=3, hidden=(8,))
+    seen = []
+    handle = model.phi_x.register_forward_hook(lambda module, args, out: seen.append(args[0].clone()))
+    x = prior_samples(model, 7, mean=False)
+    handle.remove()
+    assert x.shape == (7, 5, 4) and set(x.unique().tolist()) <= {0.0, 1.0} and x.sum() > 0
+    assert len(seen) == 4
+    for t, fed in enumerate(seen):
+        assert torch.equal(fed, x[:, t])
+    means = prior_samples(model, 7, mean=True)
+    assert means.shape == (7, 5, 4) and ((means > 0) & (means < 1)).all()

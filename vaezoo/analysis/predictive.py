@@ -15,7 +15,15 @@ def prior_samples(model, n: int, mean: bool = True) -> torch.Tensor:
 
     With ``mean=True`` the likelihood's mean (pixel probabilities for a Bernoulli decoder) is
     returned for the sampled z, as papers show VAE samples; otherwise a draw of x itself.
+
+    A model whose x feeds back into its own generative process (the VRNN) draws with its
+    ``generate(n, mean)`` method, since running it with its observation removed would feed the
+    placeholder data to that process.
     """
+    generate = getattr(model, "generate", None)
+    if callable(generate):
+        with evaluating(model):
+            return generate(n, mean=mean)
     with evaluating(model):
         trace = poutine.trace(poutine.uncondition(model)).get_trace(model.example_x(n))
     site = trace.nodes["x"]

@@ -154,6 +154,28 @@ class VRNN(LatentVariableModel):
         if full or pyro.poutine.util.is_validation_enabled():
             check_padding(x)
 
+    @torch.no_grad()
+    def generate(self, n: int, mean: bool = True) -> torch.Tensor:
+        """``n`` sequences of length T drawn ancestrally from p(x_{<=T}), shape ``(n, T, D)``.
+
+        Each x_t is drawn and fed back into the recurrence, which running :meth:`forward` without
+        its observation cannot do (its recurrence reads the x it is given).
+        With ``mean=True`` the emission means of x_t are returned (the draws still drive the
+        recurrence), as papers show samples.
+        """
+        h = self.initial_state(next(self.parameters()).new_zeros(n, 1))
+        every_step = torch.ones(n, 1, dtype=torch.bool, device=h.device)
+        shown = []
+        for t in range(self.steps):
+            z = dist.Normal(*self.prior_loc_scale(h)).sample()
+            z_feature = self.phi_z(z)
+            emission = self.x_dist(self.emission(z_feature, h).unsqueeze(-2), every_step)
+            x_t = emission.sample()[:, 0]
+            shown.append(emission.mean[:, 0] if mean else x_t)
+            if t + 1 < self.steps:
+                h = _cell(self.cell, cat_features([self.phi_x(x_t), z_feature]), h)
+        return torch.stack(shown, dim=1)
+
     def forward(self, x: torch.Tensor) -> None:
         self.check_x(x)
         given = x
