@@ -25,6 +25,10 @@ def smoke_train(tmp_path):
             "config.json"} <= {p.name for p in out.iterdir()}
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_log_likelihood"]["k"] == 4 and metrics["history"][0]["epoch"] == 1
+    # Active units per epoch (a count of latent units), in the history and in the CSV log.
+    active = metrics["history"][0]["active_units"]
+    assert active == int(active) and 0 <= active <= metrics["model"]["config"]["z_dim"]
+    assert "active_units" in (out / "log.csv").read_text().splitlines()[0]
 
 
 def smoke_eval(tmp_path):

@@ -139,6 +139,7 @@ def train(args: argparse.Namespace) -> None:
         device=device,
         logger=logger,
         compile=None if cfg.compile == "none" else cfg.compile,
+        epoch_metrics=_active_units(test_set),
     )
     metrics = {
         "model": checkpoint.spec(model),
@@ -164,6 +165,22 @@ def train(args: argparse.Namespace) -> None:
         f"wrote {out}/checkpoint.pt, samples.png, reconstructions.png, loss.png, metrics.json"
         + LOG_FILES[cfg.logger]
     )
+
+
+def _active_units(test_set, n: int = 500):
+    """Per-epoch active units (Burda et al. 2016: Cov_x E_q[z_u | x] > 0.01) over the first ``n``
+    test images, all layers together: one guide pass over them, cheap next to an epoch."""
+    import torch
+
+    from vaezoo.analysis import active_units, posterior_means
+
+    x = test_set[torch.arange(min(n, len(test_set)))][0]
+
+    def metrics(model, guide) -> dict[str, float]:
+        means = posterior_means(model, guide, x.to(devices.module_device(model)), num_particles=2)
+        return {"active_units": float(sum(active_units(means).values()))}
+
+    return metrics
 
 
 def _sample_grid(model, guide):

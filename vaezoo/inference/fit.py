@@ -6,6 +6,7 @@ import contextlib
 import math
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,7 @@ def fit(
     device: str | torch.device | None = None,
     logger: Logger | None = None,
     compile: str | None = None,
+    epoch_metrics: Callable[[Any, Any], dict[str, float]] | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` and ``guide`` to maximize ``objective`` on ``train``; return the per-epoch history.
 
@@ -115,6 +117,9 @@ def fit(
 
     Under torchrun (several processes) ``batch_size`` is the batch of one step over all of them;
     see :mod:`vaezoo.parallel`. Rank 0 alone writes the checkpoint and logs.
+
+    ``epoch_metrics(model, guide)`` adds its entries (e.g. active units) to every epoch's record,
+    after the test bound, in eval mode; under torchrun rank 0 alone computes them.
 
     ``logger`` (a :class:`~vaezoo.loggers.Logger`, e.g. ``CSVLogger(out)``) receives the run's
     config once and every epoch's record after its checkpoint is written; a resumed run hands it
@@ -235,6 +240,9 @@ def fit(
             }
             if test is not None:
                 record["test_bound"] = mean_bound(model, guide, objective, test)
+            if epoch_metrics is not None and w.main:
+                with evaluating(model, guide):
+                    record.update(epoch_metrics(model, guide))
             history.append(record)
             if verbose:
                 shown = ", ".join(
