@@ -189,10 +189,13 @@ def fit(
         lambda: next(batches(train, local_batch, device=device, order=order)),
         compile=compile,
     )
-    # The objective's state that is not a parameter (running averages) is averaged over the ranks.
-    trained = {p.data_ptr() for p in owned}
-    objective_state = [t for t in _objective_state(objective).get("objective", {}).values()
-                       if t.data_ptr() not in trained]
+    # The objective's state that is not a parameter (running averages) is averaged over the ranks
+    # (by then GradientStep has given lazily shaped parameters their shapes).
+    objective_state = []
+    if w.size > 1:
+        trained = {p.data_ptr() for p in owned}
+        objective_state = [t for t in _objective_state(objective).get("objective", {}).values()
+                           if t.data_ptr() not in trained]
     context = pyro.validation_enabled(validate) if validate is not None else contextlib.nullcontext()
     with context, contextlib.closing(logger):
         for epoch in range(start, epochs):

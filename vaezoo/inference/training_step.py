@@ -41,28 +41,35 @@ def _lazy(step: nn.Module) -> bool:
     return any(isinstance(p, nn.parameter.UninitializedParameter) for p in step.parameters())
 
 
-def data_parallel(
-    step: TrainingStep, w: World, device: torch.device, first_batch: Callable[[], torch.Tensor]
-) -> nn.Module:
+def shape_lazy_parameters(step: TrainingStep, first_batch: Callable[[], torch.Tensor]) -> None:
+    """Give lazily shaped parameters (a baseline network that learns its input size from the first
+    batch) their shapes from ``first_batch()`` through the objective's ``shape_parameters`` hook, as
+    exchanging parameters between processes needs.
+
+    :raises ConfigError: when some remain unshaped.
+    """
+    if not _lazy(step):
+        return
+    shape = getattr(step.objective, "shape_parameters", None)
+    if callable(shape):
+        shape(first_batch())
+    if _lazy(step):
+        raise ConfigError(
+            f"{type(step.objective).__name__} or the model/guide has parameters whose shapes are set "
+            "by the first batch, which several processes cannot synchronize; give them their "
+            "shapes before training (objectives: implement shape_parameters), or train in one process"
+        )
+
+
+def data_parallel(step: TrainingStep, w: World, device: torch.device) -> nn.Module:
     """``step`` wrapped in DDP when there are several ranks (itself otherwise).
 
-    DDP broadcasts rank 0's parameters and buffers when it is made. Lazily shaped parameters (a
-    baseline network that learns its input size from the first batch) get their shapes first, from
-    ``first_batch()``, through the objective's ``shape_parameters`` hook. Unused parameters are
-    allowed: a guide or objective may leave some out, the same ones every step (``static_graph``).
+    DDP broadcasts rank 0's parameters and buffers when it is made (lazily shaped parameters must
+    have their shapes by then: :func:`shape_lazy_parameters`). Unused parameters are allowed: a guide
+    or objective may leave some out, the same ones every step (``static_graph``).
     """
     if w.size == 1:
         return step
-    if _lazy(step):
-        shape = getattr(step.objective, "shape_parameters", None)
-        if callable(shape):
-            shape(first_batch())
-        if _lazy(step):
-            raise ConfigError(
-                f"{type(step.objective).__name__} or the model/guide has parameters whose shapes are set "
-                "by the first batch, which DistributedDataParallel cannot synchronize; give them their "
-                "shapes before training (objectives: implement shape_parameters), or train in one process"
-            )
     return DistributedDataParallel(
         step,
         device_ids=[device.index] if device.type == "cuda" else None,
@@ -99,8 +106,11 @@ class GradientStep:
         self.fast = CompiledLoss(objective, backend=compile) if compile else None
         self.tensors = [*model.parameters(), *guide.parameters(), *owned]
         self.buffers = [*model.buffers(), *guide.buffers()]
+        step = TrainingStep(model, guide, objective, owned)
+        if w.size > 1:
+            shape_lazy_parameters(step, first_batch)
         if self.fast is None:
-            self.module = data_parallel(TrainingStep(model, guide, objective, owned), w, device, first_batch)
+            self.module = data_parallel(step, w, device)
         elif w.size > 1:
             parallel.broadcast([*self.tensors, *self.buffers], w)
 
