@@ -25,13 +25,12 @@ from __future__ import annotations
 import argparse
 import copy
 import platform
-import statistics
-import time
 
 import pyro
 import torch
 import torch.nn.functional as F
 from pyro.infer import TraceMeanField_ELBO
+from timing import alternating_medians, training_step, warm_up
 from torch import nn
 
 from vaezoo import ELBO, VAE
@@ -58,13 +57,6 @@ class HandWrittenVAE(nn.Module):
         return -(log_px - kl).mean()
 
 
-def time_steps(step, batches) -> float:
-    t0 = time.perf_counter()
-    for x in batches:
-        step(x)
-    return (time.perf_counter() - t0) / len(batches)
-
-
 EAGER, COMPILED = "vaezoo ELBO (Pyro model/guide)", "vaezoo compiled (CompiledLoss)"
 HAND, HAND_COMPILED = "hand-written PyTorch", "hand-written torch.compile"
 
@@ -85,17 +77,6 @@ def measure(batch_size: int, steps: int, rounds: int, backend: str, hand_compile
     compiled_reference = copy.deepcopy(reference)
     fast = CompiledLoss(objective, backend=backend)
 
-    def step_with(loss_fn, params):
-        optimizer = make_optimizer(list(params), lr=1e-3)
-
-        def step(x):
-            loss = loss_fn(x)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            return loss.item()  # every step reads its loss, as fit does
-
-        return step
 
     compiled_optimizer = make_optimizer(parameters(compiled_model, compiled_guide), lr=1e-3)
 
@@ -106,27 +87,24 @@ def measure(batch_size: int, steps: int, rounds: int, backend: str, hand_compile
         return loss.item()
 
     steps_by_name = {
-        EAGER: step_with(lambda x: objective.differentiable_loss(model, guide, x), parameters(model, guide)),
+        EAGER: training_step(
+            lambda x: objective.differentiable_loss(model, guide, x), parameters(model, guide)
+        ),
         COMPILED: compiled_step,
-        HAND: step_with(reference.loss, reference.parameters()),
-        "Pyro TraceMeanField_ELBO": step_with(
+        HAND: training_step(reference.loss, reference.parameters()),
+        "Pyro TraceMeanField_ELBO": training_step(
             lambda x: pyro_elbo.differentiable_loss(pyro_model, pyro_guide, x) / x.shape[0],
             parameters(pyro_model, pyro_guide),
         ),
     }
     if hand_compiled:
-        steps_by_name[HAND_COMPILED] = step_with(
+        steps_by_name[HAND_COMPILED] = training_step(
             torch.compile(compiled_reference.loss), compiled_reference.parameters()
         )
-    for step in steps_by_name.values():  # warm-up: compilation, allocator, kernels, Adam state
-        time_steps(step, batches[:3])
+    warm_up(steps_by_name, batches[:3])
     if fast.eager_reason(compiled_model, compiled_guide, batches[0]) is not None:
         raise SystemExit("CompiledLoss fell back to eager: the compiled row would time the eager step")
-    times: dict[str, list[float]] = {name: [] for name in steps_by_name}
-    for _ in range(rounds):
-        for name, step in steps_by_name.items():
-            times[name].append(time_steps(step, batches))
-    return {name: statistics.median(t) for name, t in times.items()}
+    return alternating_medians(steps_by_name, batches, rounds)
 
 
 def main(argv=None) -> None:

@@ -28,12 +28,11 @@ from __future__ import annotations
 import argparse
 import copy
 import platform
-import statistics
-import time
 
 import pyro
 import torch
 from hier_references import REFERENCES
+from timing import alternating_medians, training_step, warm_up
 
 from vaezoo import ELBO
 from vaezoo.inference.compiled import CompiledLoss
@@ -57,13 +56,6 @@ CONFIGS = {
 # Losses near 550 nats in float32 agree to ~1e-4; another estimator (closed-form KL in every layer of
 # the HVAE) or other noise moves the batch-100 mean by 1-6 nats.
 REL_TOL = 1e-5
-
-
-def time_steps(step, batches) -> float:
-    t0 = time.perf_counter()
-    for x in batches:
-        step(x)
-    return (time.perf_counter() - t0) / len(batches)
 
 
 def vaezoo_closed_form(model, guide, x: torch.Tensor) -> tuple[str, ...]:
@@ -115,17 +107,6 @@ def measure(name: str, batch_size: int, args) -> dict:
     fast_reference = copy.deepcopy(reference)
     fast = CompiledLoss(objective, backend=args.backend)
 
-    def step_with(loss_fn, params):
-        optimizer = make_optimizer(list(params), lr=1e-3)
-
-        def step(x):
-            loss = loss_fn(x)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            return loss.item()  # every step reads its loss, as fit does
-
-        return step
 
     opt_fast = make_optimizer(parameters(fast_model, fast_guide), lr=1e-3)
 
@@ -136,22 +117,19 @@ def measure(name: str, batch_size: int, args) -> dict:
         return loss.item()
 
     steps = {
-        "pyro": step_with(lambda x: objective.differentiable_loss(model, guide, x), parameters(model, guide)),
+        "pyro": training_step(
+            lambda x: objective.differentiable_loss(model, guide, x), parameters(model, guide)
+        ),
         "fast": fast_step,
-        "ref": step_with(reference.loss, reference.parameters()),
+        "ref": training_step(reference.loss, reference.parameters()),
     }
     if not args.smoke:
-        steps["ref_compiled"] = step_with(torch.compile(fast_reference.loss), fast_reference.parameters())
-    for step in steps.values():  # warm-up: compilation, allocator, kernels, Adam state
-        time_steps(step, batches[:2])
+        steps["ref_compiled"] = training_step(torch.compile(fast_reference.loss), fast_reference.parameters())
+    warm_up(steps, batches[:2])
     reason = fast.eager_reason(fast_model, fast_guide, batches[0])
     if reason is not None:
         raise SystemExit(f"CompiledLoss fell back to eager on {name} ({reason}): nothing compiled to time")
-    times: dict[str, list[float]] = {k: [] for k in steps}
-    for _ in range(args.rounds):
-        for k, step in steps.items():
-            times[k].append(time_steps(step, batches))
-    med = {k: statistics.median(t) for k, t in times.items()}
+    med = alternating_medians(steps, batches, args.rounds)
     med_pyro, med_ref = med["pyro"], med["ref"]
 
     print(

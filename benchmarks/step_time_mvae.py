@@ -16,16 +16,15 @@ from __future__ import annotations
 import argparse
 import copy
 import platform
-import statistics
-import time
 
 import pyro
 import torch
 import torch.nn.functional as F
+from timing import alternating_medians, training_step, warm_up
 from torch import nn
 
 from vaezoo import build_model, build_objective
-from vaezoo.inference.fit import make_optimizer, parameters
+from vaezoo.inference.fit import parameters
 from vaezoo.multimodal import MultimodalBatch
 
 
@@ -63,13 +62,6 @@ class HandWrittenMVAE(nn.Module):
         return -(total + self.elbo([ey], x, y, False, True)).mean()
 
 
-def time_steps(step, batches) -> float:
-    t0 = time.perf_counter()
-    for b in batches:
-        step(b)
-    return (time.perf_counter() - t0) / len(batches)
-
-
 def check_agreement(model, guide, reference, objective, batch) -> float:
     """|vaezoo loss - hand-written loss| on the same weights and noise (same draws in the same order)."""
     torch.manual_seed(5)
@@ -97,30 +89,15 @@ def measure(batch_size: int, steps: int, rounds: int, net: dict) -> tuple[dict[s
     ]  # fmt: skip
     diff = check_agreement(model, guide, reference, objective, batches[0])
 
-    def step_with(loss_fn, params):
-        optimizer = make_optimizer(list(params), lr=1e-3)
-
-        def step(b):
-            loss = loss_fn(b)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-
-        return step
 
     steps_by_name = {
-        "vaezoo multimodal_elbo (Pyro)": step_with(
+        "vaezoo multimodal_elbo (Pyro)": training_step(
             lambda b: objective.differentiable_loss(model, guide, b), parameters(model, guide)
         ),
-        "hand-written PyTorch": step_with(reference.loss, reference.parameters()),
+        "hand-written PyTorch": training_step(reference.loss, reference.parameters()),
     }
-    for step in steps_by_name.values():  # warm-up: allocator, kernels, Adam state
-        time_steps(step, batches[:3])
-    times: dict[str, list[float]] = {name: [] for name in steps_by_name}
-    for _ in range(rounds):
-        for name, step in steps_by_name.items():
-            times[name].append(time_steps(step, batches))
-    return {name: statistics.median(t) for name, t in times.items()}, diff
+    warm_up(steps_by_name, batches[:3])
+    return alternating_medians(steps_by_name, batches, rounds), diff
 
 
 def main(argv=None) -> None:

@@ -16,17 +16,16 @@ from __future__ import annotations
 import argparse
 import copy
 import platform
-import statistics
-import time
 
 import pyro
 import torch
 import torch.nn.functional as F
+from timing import alternating_medians, training_step, warm_up
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
 from vaezoo import ELBO
-from vaezoo.inference.fit import make_optimizer, parameters
+from vaezoo.inference.fit import parameters
 from vaezoo.models import VRNN
 from vaezoo.nets import normal_head
 
@@ -57,13 +56,6 @@ class HandWrittenVRNN(nn.Module):
         return -elbo.mean()
 
 
-def time_steps(step, batches) -> float:
-    t0 = time.perf_counter()
-    for x in batches:
-        step(x)
-    return (time.perf_counter() - t0) / len(batches)
-
-
 def measure(batch_size: int, steps: int, rounds: int, shape: tuple[int, int]) -> dict[str, float]:
     """Median seconds per training step of each implementation, timed in alternating blocks."""
     torch.manual_seed(0)
@@ -74,30 +66,15 @@ def measure(batch_size: int, steps: int, rounds: int, shape: tuple[int, int]) ->
     generator = torch.Generator().manual_seed(1)
     batches = list(torch.bernoulli(torch.full((steps, batch_size, *shape), 0.3), generator=generator))
 
-    def step_with(loss_fn, params):
-        optimizer = make_optimizer(list(params), lr=1e-3)
-
-        def step(x):
-            loss = loss_fn(x)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-
-        return step
 
     steps_by_name = {
-        "vaezoo ELBO (Pyro model/guide)": step_with(
+        "vaezoo ELBO (Pyro model/guide)": training_step(
             lambda x: objective.differentiable_loss(model, guide, x), parameters(model, guide)
         ),
-        "hand-written PyTorch": step_with(reference.loss, reference.parameters()),
+        "hand-written PyTorch": training_step(reference.loss, reference.parameters()),
     }
-    for step in steps_by_name.values():  # warm-up: allocator, kernels, Adam state
-        time_steps(step, batches[:2])
-    times: dict[str, list[float]] = {name: [] for name in steps_by_name}
-    for _ in range(rounds):
-        for name, step in steps_by_name.items():
-            times[name].append(time_steps(step, batches))
-    return {name: statistics.median(t) for name, t in times.items()}
+    warm_up(steps_by_name, batches[:2])
+    return alternating_medians(steps_by_name, batches, rounds)
 
 
 def main(argv=None) -> None:
