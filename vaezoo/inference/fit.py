@@ -181,14 +181,12 @@ def fit(
     logger.start({**spec, "meta": meta or {}, "device": str(device), "processes": w.size}, history)
 
     owned = params[len(parameters(model, guide)):]
-    order = None
-    if w.size > 1:
+
+    def first_batch() -> torch.Tensor:  # this rank's, for shaping lazy parameters (several ranks only)
         order = parallel.rank_order(len(train), seed * 100_003, start, w)
-    step = GradientStep(
-        model, guide, objective, owned, w, device,
-        lambda: next(batches(train, local_batch, device=device, order=order)),
-        compile=compile,
-    )
+        return next(batches(train, local_batch, device=device, order=order))
+
+    step = GradientStep(model, guide, objective, owned, w, device, first_batch, compile=compile)
     # The objective's state that is not a parameter (running averages) is averaged over the ranks
     # (by then GradientStep has given lazily shaped parameters their shapes).
     objective_state = []
