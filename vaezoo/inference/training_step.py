@@ -17,6 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from vaezoo import parallel
 from vaezoo.errors import ConfigError
+from vaezoo.inference.compiled import CompiledLoss
 from vaezoo.parallel import World
 
 
@@ -100,11 +101,10 @@ class GradientStep:
         first_batch: Callable[[], torch.Tensor],
         compile: str | None = None,
     ):
-        from vaezoo.inference.compiled import CompiledLoss
-
         self.model, self.guide, self.objective, self.w = model, guide, objective, w
         self.fast = CompiledLoss(objective, backend=compile) if compile else None
-        self.tensors = [*model.parameters(), *guide.parameters(), *owned]
+        # Each tensor once: a guide may share parameters with its model.
+        self.tensors = list({id(p): p for p in (*model.parameters(), *guide.parameters(), *owned)}.values())
         self.buffers = [*model.buffers(), *guide.buffers()]
         step = TrainingStep(model, guide, objective, owned)
         if w.size > 1:
