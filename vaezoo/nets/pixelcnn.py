@@ -210,7 +210,8 @@ class PixelCNN(nn.Module):
         if min(condition_dim or 1, condition_channels or 1) < 1:
             raise ConfigError(f"condition_dim and condition_channels must be >= 1 (or None), got "
                               f"{condition_dim}, {condition_channels}")
-        types = tuple(mask_types) if mask_types is not None else ("A",) + ("B",) * (layers - 1) * (layers > 0)
+        default = ("A",) + ("B",) * (layers - 1) if layers else ()
+        types = default if mask_types is None else tuple(mask_types)
         if len(types) != layers or any(t not in MASK_TYPES for t in types):
             raise ConfigError(f"mask_types must give 'A' or 'B' for each of the {layers} layers, got {types}")
         if types and types[0] != "A":
