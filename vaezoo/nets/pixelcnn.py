@@ -174,9 +174,10 @@ class PixelCNN(nn.Module):
 
     Deviations: one stack of masked convolutions, as in the first PixelCNN, with the gated units of
     the conditional PixelCNN but without its vertical and horizontal stacks. Such a stack has a blind
-    spot: the nearest rows above are seen only ``kernel_size // 2`` columns per row up to the right
-    (see :class:`ReceptiveField`). Colour channels within a pixel are not ordered (see
-    :class:`MaskedConv2d`): with C > 1 the channels of one pixel are independent given the context.
+    spot: r < ``layers`` rows above, only ``r * (kernel_size // 2)`` columns to the right are seen,
+    against ``layers * (kernel_size // 2)`` to the left (see :class:`ReceptiveField`). Colour channels
+    within a pixel are not ordered (see :class:`MaskedConv2d`): with C > 1 the channels of one pixel
+    are independent given the context.
 
     :param channels_in: C, the image's channels (for a categorical map: one-hot classes).
     :param hidden: channels of every gated layer.
@@ -187,6 +188,7 @@ class PixelCNN(nn.Module):
     :param condition_channels: channels of a condition map, or None (at most one of the two).
     :param mask_types: the mask of each masked layer; default ``"A"`` then ``"B"``. It must start with
         ``"A"``: the first layer reads the image, and a ``"B"`` there would let pixel i see itself.
+        A later ``"A"`` is safe but narrows the context and drops that layer's residual connection.
 
     References:
         - van den Oord, Kalchbrenner & Kavukcuoglu (2016), Pixel Recurrent Neural Networks, ICML.
@@ -226,7 +228,7 @@ class PixelCNN(nn.Module):
         else:
             stack = [GatedMaskedLayer(channels_in if i == 0 else hidden, hidden, kernel_size, t, **cond)
                      for i, t in enumerate(types)]
-        self.layers = nn.ModuleList(stack)
+        self.stack = nn.ModuleList(stack)
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(hidden, out_channels_per_pixel, 1))
 
     def _flat(
@@ -258,7 +260,7 @@ class PixelCNN(nn.Module):
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         lead, a, h = self._flat(x, condition)
-        for layer in self.layers:
+        for layer in self.stack:
             a = layer(a, h)
         y = self.head(a)
         return y.reshape(*lead, *y.shape[1:])
