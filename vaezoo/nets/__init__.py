@@ -4,7 +4,8 @@ context managers that hold a network in a temporary state.
 One module per family of builders: :mod:`~vaezoo.nets.mlp` (perceptrons, named activations),
 :mod:`~vaezoo.nets.hierarchy` (the rungs and heads of hierarchical VAEs), :mod:`~vaezoo.nets.conv`
 (image encoders and decoders), :mod:`~vaezoo.nets.lattice` (Z2-odd lattice networks),
-:mod:`~vaezoo.nets.made` (masked autoregressive networks for flows) and :mod:`~vaezoo.nets.state`
+:mod:`~vaezoo.nets.made` (masked autoregressive networks for flows), :mod:`~vaezoo.nets.pixelcnn`
+(masked convolutions for autoregressive image models) and :mod:`~vaezoo.nets.state`
 (evaluation mode, frozen parameters).
 """
 
@@ -13,6 +14,7 @@ from vaezoo.nets.hierarchy import FeatureBatchNorm, cat_features, normal_head, p
 from vaezoo.nets.lattice import GainNet, OddConv, OddStack, apply_2d, upsample
 from vaezoo.nets.made import MADE, MaskedLinear
 from vaezoo.nets.mlp import ACTIVATIONS, Activation, activation, mlp
+from vaezoo.nets.pixelcnn import GatedMaskedLayer, MaskedConv2d, PixelCNN, ReceptiveField, receptive_field
 from vaezoo.nets.state import evaluating, frozen
 
 __all__ = [
@@ -22,10 +24,14 @@ __all__ = [
     "ConvDecoder",
     "FeatureBatchNorm",
     "GainNet",
+    "GatedMaskedLayer",
     "MADE",
+    "MaskedConv2d",
     "MaskedLinear",
     "OddConv",
     "OddStack",
+    "PixelCNN",
+    "ReceptiveField",
     "activation",
     "apply_2d",
     "cat_features",
@@ -35,6 +41,7 @@ __all__ = [
     "mlp",
     "normal_head",
     "per_layer",
+    "receptive_field",
     "rung",
     "upsample",
 ]
