@@ -18,7 +18,7 @@ from vaezoo.analysis.diagnostics import (
     unit_activity,
 )
 from vaezoo.nets import evaluating
-from vaezoo.registry import build_model
+from vaezoo.registry import build_guide, build_model
 
 SHAPE = (1, 6, 6)
 
@@ -80,6 +80,24 @@ def test_monte_carlo_noise_of_conditional_posterior_means_is_not_activity():
     assert (naive > 0.05).all(), naive  # without the correction both units would count as active
     corrected = unit_activity(means)
     assert (corrected["z2"] < naive / 10).all() and active_units(means) == {"z1": 0, "z2": 0}, corrected
+
+
+def test_posterior_means_of_a_flow_guide_use_its_draws_and_remove_their_noise():
+    """An IAF guide has no closed-form mean, so its draws stand in for it. With the encoder's head
+    zeroed, q(z | x) is the same flow for every x (activity 0): the spread of the draws over the data
+    must be taken as noise, not activity, while the naive spread of the estimates exceeds the threshold."""
+    model = build_model("vae", x_shape=SHAPE, z_dim=3, hidden=(8,))
+    guide = build_guide("iaf", model, hidden=(8,), made_hidden=(8,))
+    with torch.no_grad():
+        guide.head.weight.zero_()
+    x = binary_batch(2000, SHAPE)
+    means = posterior_means(model, guide, x, num_particles=4, batch_size=500)
+    naive = unit_activity(means.mean)["z"]
+    assert (naive > 0.05).all(), naive
+    # the noise-corrected activity is an estimate of 0 whose error is about naive * sqrt(2 / n)
+    corrected = unit_activity(means)["z"]
+    assert (corrected < 4 * naive * math.sqrt(2 / 2000)).all(), (corrected, naive)
+    assert active_units(means) == {"z": 0}
 
 
 def test_layer_kl_analytic_path_equals_the_closed_form():

@@ -60,6 +60,14 @@ def _units(site: dict, value: torch.Tensor, k: int, batch: int, dims: int) -> to
     return value.expand(k, batch, *value.shape[2:]).reshape(k, batch, -1)
 
 
+def _mean_or_draw(site: dict) -> torch.Tensor:
+    """The site's conditional mean, or its draw where the distribution has no closed-form mean."""
+    try:
+        return site["fn"].mean
+    except NotImplementedError:
+        return site["value"]
+
+
 @dataclass
 class PosteriorMeans:
     """Estimates of E_q[z_l | x] for every layer and datapoint, with their Monte Carlo noise.
@@ -82,7 +90,9 @@ def posterior_means(model, guide, data, *, num_particles: int = 10, batch_size: 
     Averages the guide's conditional mean of each site over ``num_particles`` draws of its parents:
     exact for sites whose q depends on x alone, an unbiased (Rao-Blackwellized) estimate for
     conditional ones such as q(z_1 | z_2, x); the noise of that estimate is measured from the spread
-    of the particles (which needs ``num_particles >= 2``; with 1 it is taken as 0).
+    of the particles (which needs ``num_particles >= 2``; with 1 it is taken as 0). A site whose
+    distribution has no closed-form mean (a flow guide's pushed-forward Gaussian) contributes its
+    draws instead: still unbiased, with the same noise accounting.
     """
     names = layer_order(model)
     means: dict[str, list[torch.Tensor]] = {n: [] for n in names}
@@ -94,7 +104,7 @@ def posterior_means(model, guide, data, *, num_particles: int = 10, batch_size: 
                 trace = poutine.trace(guide).get_trace(x)
             for name in names:
                 site = trace.nodes[name]
-                m = _units(site, site["fn"].mean, k, x.shape[0], plate.lead).double()
+                m = _units(site, _mean_or_draw(site), k, x.shape[0], plate.lead).double()
                 means[name].append(m.mean(0).float())
                 r = m - m.mean(0)  # Cov(estimate) = sample covariance of the particles / k, summed over x
                 noise[name] = noise[name] + torch.einsum("kbu,kbv->uv", r, r) / (max(k - 1, 1) * k)
