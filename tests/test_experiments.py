@@ -22,11 +22,23 @@ EXPERIMENTS = {
     "estimator_variance.py": ["--smoke", "--json", "{out}/variance.json"],
     "vrnn.py": ["--smoke", "--json", "{out}/vrnn.json"],
     "mvae.py": ["--smoke", "--out", "{out}"],
+    "rate_distortion.py": [
+        "train --epochs 1 --n-train 300 --n-eval 20 --k 10 --elbo-k 2 --only elbo-beta1 info_vae-lam100 "
+        "--out {out}".split(),
+        ["report", "--out", "{out}"],
+    ],
 }
 # Files a script must have written under "{out}" (with lines they must contain), and repository folders
 # it must leave untouched. The README's L = 4 table lists exactly the variants whose results the report
 # read, so its header shows that it read the smoke run's results and nothing else.
 OUTPUTS = {
+    "rate_distortion.py": {
+        "table.md": [
+            "| objective | rate R (nats) | distortion D (nats) | -ELBO = D + R | NLL (IS) | train s |"
+        ],
+        "rate_distortion.png": [],
+        "elbo-beta1.json": [],
+    },
     "ising_block_spin.py": {
         "docs/README.md": [
             "| T | exact entropy / site | NLL / site: binary, RG guide | KL / site: binary, RG guide |",
