@@ -172,6 +172,8 @@ def test_bad_input():
         sap(z, v, categorical=[2])
     with pytest.raises(ConfigError, match="train_fraction"):
         sap(z, v, train_fraction=1.0)
-    ordered = v[v[:, 0].argsort()]  # the fitting half never sees class 2
-    with pytest.raises(DataError, match="missing from the first"):
-        sap(z, ordered, categorical=[0])
+    lone = v.clone()
+    lone[:, 0] = 0
+    lone[7, 0] = 1  # one example of class 1 cannot be in both the fitting and the held-out part
+    with pytest.raises(DataError, match="class missing from the (fitting|held-out) part"):
+        sap(z, lone, categorical=[0])

@@ -1,6 +1,7 @@
 """The generated sprites against geometric truth: indices, exact symmetries, areas and positions."""
 
 import hashlib
+import json
 import math
 
 import pytest
@@ -167,3 +168,15 @@ def test_bad_input():
         sprites.split_indices("valid")
     with pytest.raises(DataError, match="no indices"):
         sprites.SpritesDataset([])
+
+
+def test_vaezoo_train_on_sprites(tmp_path):
+    from vaezoo.cli import main
+
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "sprites", "--train-size", "64", "--test-size", "32", "--epochs", "1"]
+    args += ["--batch-size", "32", "--z-dim", "2", "--hidden", "8", "--no-progress", "--eval-k", "2"]
+    assert main([*args, "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"]["config"]["x_shape"] == [1, 64, 64]
+    assert math.isfinite(metrics["test_log_likelihood"]["mean"])

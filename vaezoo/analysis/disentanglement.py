@@ -24,7 +24,7 @@ score S_jk of how well z_j alone predicts v_k; SAP is the mean over factors of t
 the two largest scores of each factor. Ordinal factors score by R^2 of the linear regression of v_k
 on z_j (the squared correlation, as in the paper). For categorical factors the paper uses the
 balanced accuracy of a threshold classifier; we generalize it to several classes with the majority
-class of each of z_j's ``bins`` bins, fitted on the first ``train_fraction`` of the data and scored
+class of each of z_j's ``bins`` bins, fitted on a random ``train_fraction`` of the data and scored
 on the rest, and report the *adjusted* balanced accuracy max(0, (bacc - 1/C) / (1 - 1/C)), 0 at or
 below chance and 1 when perfect, so that both kinds of factor share the R^2 scale. We chose SAP as
 the second metric because it is cheap, needs no trained regressor (unlike DCI) and no access to the
@@ -195,16 +195,18 @@ def _r_squared(z: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return torch.where(var > 0, cov**2 / var.clamp_min(1e-300), torch.zeros_like(cov))
 
 
-def _balanced_accuracy(zb: torch.Tensor, y: torch.Tensor, n_train: int, bins: int) -> torch.Tensor:
-    """Adjusted held-out balanced accuracy of the majority class per bin of each column of ``zb``."""
+def _balanced_accuracy(zb: torch.Tensor, y: torch.Tensor, fit: torch.Tensor, bins: int) -> torch.Tensor:
+    """Adjusted held-out balanced accuracy of the majority class per bin of each column of ``zb``,
+    fitted on the rows where ``fit`` is True and scored on the others."""
     classes = int(y.max()) + 1
-    train_y, test_y = y[:n_train], y[n_train:]
+    train_y, test_y = y[fit], y[~fit]
+    zb_train, zb_test = zb[fit], zb[~fit]
     present = torch.bincount(test_y, minlength=classes) > 0
     out = torch.zeros(zb.shape[1], dtype=torch.float64)
     for j in range(zb.shape[1]):
-        counts = torch.bincount(zb[:n_train, j] * classes + train_y, minlength=bins * classes)
+        counts = torch.bincount(zb_train[:, j] * classes + train_y, minlength=bins * classes)
         guess = counts.reshape(bins, classes).argmax(1)  # an empty bin guesses class 0
-        hit = (guess[zb[n_train:, j]] == test_y).double()
+        hit = (guess[zb_test[:, j]] == test_y).double()
         recall = torch.zeros(classes, dtype=torch.float64).index_add_(0, test_y, hit)
         recall = recall[present] / torch.bincount(test_y, minlength=classes)[present]
         chance = 1 / int(present.sum())
@@ -214,16 +216,16 @@ def _balanced_accuracy(zb: torch.Tensor, y: torch.Tensor, n_train: int, bins: in
 
 
 def sap(
-    z, factors, categorical: Sequence[int] = (), bins: int = 20, train_fraction: float = 0.5
+    z, factors, categorical: Sequence[int] = (), bins: int = 20, train_fraction: float = 0.5, seed: int = 0
 ) -> SAPResult:
     """The SAP score of representation ``z`` ``(N, D)`` for ``factors`` ``(N, K)``.
 
     ``categorical`` lists the factor columns scored by classification (held-out adjusted balanced
-    accuracy, the first ``train_fraction`` of the rows for fitting); the others are ordinal and scored
-    by R^2 of a linear fit on all rows. Shuffle the rows first if their order is not random.
+    accuracy; a random ``train_fraction`` of the rows, drawn with ``seed``, for fitting); the others
+    are ordinal and scored by R^2 of a linear fit on all rows.
 
     :raises DataError: as :func:`mig`, and for a categorical factor with a class absent from the
-        training part.
+        fitting part or from the held-out part.
     """
     z = _codes(z, "z")
     if z.shape[1] < 2:
@@ -237,18 +239,22 @@ def sap(
         )
     if not 0 < train_fraction < 1:
         raise ConfigError(f"train_fraction must be in (0, 1), got {train_fraction}", "train_fraction")
-    n_train = int(round(train_fraction * z.shape[0]))
+    order = torch.randperm(z.shape[0], generator=torch.Generator().manual_seed(seed))
+    fit = torch.zeros(z.shape[0], dtype=torch.bool)
+    fit[order[: int(round(train_fraction * z.shape[0]))]] = True
     scores = _r_squared(z, torch.as_tensor(factors).reshape(z.shape[0], -1).double())
     if categorical:
         zb = discretize(z, bins)
         for k in categorical:
-            seen = torch.unique(v[:n_train, k])
-            if len(seen) < int(v[:, k].max()) + 1:
-                raise DataError(
-                    f"factor column {k} has classes missing from the first {n_train} rows used for fitting; "
-                    "shuffle the rows or raise train_fraction"
-                )
-            scores[:, k] = _balanced_accuracy(zb, v[:, k], n_train, bins)
+            classes = int(v[:, k].max()) + 1
+            for part, rows in (("fitting", fit), ("held-out", ~fit)):
+                if len(torch.unique(v[rows, k])) < classes:
+                    raise DataError(
+                        f"categorical factor column {k} has a class missing from the {part} part "
+                        f"({int(rows.sum())} of {len(fit)} rows, train_fraction={train_fraction}); "
+                        "pass more data (each class needs examples in both parts)"
+                    )
+            scores[:, k] = _balanced_accuracy(zb, v[:, k], fit, bins)
     gaps = _top_two_gap(scores)
     return SAPResult(float(gaps.mean()), gaps, scores)
 
