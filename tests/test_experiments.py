@@ -27,6 +27,7 @@ EXPERIMENTS = {
         "--out {out}".split(),
         ["report", "--out", "{out}"],
     ],
+    "disentanglement.py": [["train", "--smoke", "--out", "{out}"], ["report", "--out", "{out}"]],
 }
 # Files a script must have written under "{out}" (with lines they must contain), and repository folders
 # it must leave untouched. The README's L = 4 table lists exactly the variants whose results the report
@@ -54,6 +55,7 @@ OUTPUTS = {
 OUTPUTS["mvae.py"] = {
     f"{d}.{ext}": [] for d in ("mnist-label", "fashion-mnist-label", "mnist-flip") for ext in ("json", "png")
 }
+OUTPUTS["disentanglement.py"] = {"runs/elbo-seed0.json": [], "results.md": []}
 UNTOUCHED = {"ising_block_spin.py": ["docs/ising", "runs/ising"]}
 
 

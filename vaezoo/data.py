@@ -33,6 +33,7 @@ from typing import Literal
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from vaezoo import sprites
 from vaezoo.errors import DataError
 from vaezoo.files import atomic_write
 
@@ -55,6 +56,13 @@ class Source:
 SOURCES = {
     "mnist": Source("MNIST", "mnist"),
     "fashion-mnist": Source("FashionMNIST", "fashion-mnist", ("/usr/share/datasets/fashion-mnist",)),
+}
+
+
+#: Data sets generated in the package, not read from files: name -> split -> (uint8 images, labels).
+#: Their images are already binary, so every ``binarize`` serves the same bits.
+GENERATED = {
+    "sprites": lambda split: sprites.load_index(sprites.split_indices(split)),
 }
 
 
@@ -155,7 +163,7 @@ def find(name: str, data_dir: str | os.PathLike | None = None, download: bool = 
     ``None`` when the files are not found and ``download`` is set (torchvision will fetch them).
     """
     if name not in SOURCES:
-        raise DataError(f"unknown data set {name!r}; available: {', '.join(sorted(SOURCES))}")
+        raise DataError(f"unknown data set {name!r}; available: {', '.join(sorted([*SOURCES, *GENERATED]))}")
     tried = _candidates(name, data_dir)
     for _, folder in tried:
         if _has_idx(folder):
@@ -225,11 +233,19 @@ def load(
     download: bool = False,
     seed: int = 0,
 ) -> ImageData:
-    """Load ``"mnist"`` or ``"fashion-mnist"`` (``split`` train: 60k, test: 10k) as :class:`ImageData`."""
-    import torchvision
-
+    """Load ``"mnist"`` or ``"fashion-mnist"`` (``split`` train: 60k, test: 10k) as :class:`ImageData`,
+    or a data set generated in the package (:data:`GENERATED`: ``"sprites"``, a fixed train split of
+    60k and test split of 10k, labels the ``(N, 5)`` factor tuples; see :mod:`vaezoo.sprites`)."""
     if split not in ("train", "test"):
         raise DataError(f"split must be 'train' or 'test', got {split!r}")
+    if name in GENERATED:
+        if binarize not in ("dynamic", "static", "none"):
+            raise DataError(f"binarize must be 'dynamic', 'static' or 'none', got {binarize!r}")
+        images = ImageData(*GENERATED[name](split), binarize="none")
+        images.source = f"generated:{name}"
+        return images
+    import torchvision
+
     folder = find(name, data_dir, download)
     root = _root(name, folder)
     cls = getattr(torchvision.datasets, SOURCES[name].torchvision_class)

@@ -15,6 +15,7 @@ from vaezoo.analysis.diagnostics import (
     posterior_means,
     unit_activity,
 )
+from vaezoo.analysis.disentanglement import MIGResult, SAPResult, mig, representation, sap
 from vaezoo.analysis.gap import GapTable, amortization_gap, elbo_estimate
 from vaezoo.analysis.gradient_variance import GradientStats, gradient_variance
 from vaezoo.analysis.neural_chains import NeuralMCMCResult, neural_mcmc
@@ -53,4 +54,9 @@ __all__ = [
     "neural_importance_sampling",
     "NeuralMCMCResult",
     "neural_mcmc",
+    "MIGResult",
+    "SAPResult",
+    "mig",
+    "sap",
+    "representation",
 ]

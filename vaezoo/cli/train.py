@@ -19,7 +19,7 @@ from vaezoo.registry import GUIDES, MODELS, OBJECTIVES
 
 @dataclass(frozen=True)
 class TrainConfig(Checked):
-    dataset: Literal["mnist", "fashion-mnist"] = "mnist"
+    dataset: Literal["mnist", "fashion-mnist", "sprites"] = "mnist"
     data_dir: str | None = field(
         default=None, metadata={"help": "folder of the IDX files (else VAEZOO_DATA, ...)"}
     )
