@@ -91,7 +91,8 @@ class HandWrittenPlanar(HandWrittenFlowVAE):
             u, w, b = params[:, k, :d], params[:, k, d : 2 * d], params[:, k, 2 * d :]
             wu = (w * u).sum(-1, keepdim=True)
             wu_hat = F.softplus(wu) - 1
-            u_hat = u + (wu_hat - wu) * w / w.pow(2).sum(-1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
+            w_norm2 = w.pow(2).sum(-1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
+            u_hat = u + (wu_hat - wu) * w / w_norm2
             t = torch.tanh((w * z).sum(-1, keepdim=True) + b)
             z = z + u_hat * t
             log_det = log_det + (1 + wu_hat * (1 - t.pow(2))).log().squeeze(-1)
@@ -113,7 +114,8 @@ class HandWrittenSylvester(HandWrittenFlowVAE):
             a, r, r_t, b = chunk.split([d * m, m * m, m * m, m], -1)
             q = torch.linalg.qr(a.unflatten(-1, (d, m))).Q
             r, r_t = r.unflatten(-1, (m, m)), r_t.unflatten(-1, (m, m))
-            r_diag, rt_diag = torch.tanh(r.diagonal(dim1=-2, dim2=-1)), torch.tanh(r_t.diagonal(dim1=-2, dim2=-1))
+            r_diag = torch.tanh(r.diagonal(dim1=-2, dim2=-1))
+            rt_diag = torch.tanh(r_t.diagonal(dim1=-2, dim2=-1))
             r = r.triu(1) + torch.diag_embed(r_diag)
             r_t = r_t.triu(1) + torch.diag_embed(rt_diag)
             t = torch.tanh((r_t @ (q.transpose(-1, -2) @ z.unsqueeze(-1))).squeeze(-1) + b)

@@ -35,7 +35,8 @@ from vaezoo.registry import build_guide
 # Losses near 550 nats in float32 agree to ~1e-5 relative; other noise or another KL estimator
 # moves the batch mean by nats.
 REL_TOL = 1e-5
-EAGER, COMPILED, HAND = "vaezoo ELBO (Pyro model/guide)", "vaezoo compiled (CompiledLoss)", "hand-written PyTorch"
+EAGER, COMPILED = "vaezoo ELBO (Pyro model/guide)", "vaezoo compiled (CompiledLoss)"
+HAND = "hand-written PyTorch"
 
 
 def same_loss(model, guide, reference, x: torch.Tensor) -> tuple[float, float]:
@@ -71,7 +72,9 @@ def measure(name: str, batch_size: int, args) -> dict:
         return loss.item()
 
     steps = {
-        EAGER: training_step(lambda x: objective.differentiable_loss(model, guide, x), parameters(model, guide)),
+        EAGER: training_step(
+            lambda x: objective.differentiable_loss(model, guide, x), parameters(model, guide)
+        ),
         HAND: training_step(reference.loss, reference.parameters()),
     }
     reason = fast.eager_reason(fast_model, fast_guide, batches[0])
@@ -86,8 +89,8 @@ def measure(name: str, batch_size: int, args) -> dict:
 def describe(guide) -> str:
     c = guide.config
     flow = {
-        "IAFGuide": lambda: f"{c.steps} IAF steps, MADE {'-'.join(map(str, c.made_hidden))} {c.made_activation}, "
-                            f"context {c.context}",
+        "IAFGuide": lambda: f"{c.steps} IAF steps, MADE {'-'.join(map(str, c.made_hidden))} "
+                            f"{c.made_activation}, context {c.context}",
         "PlanarGuide": lambda: f"{c.steps} planar steps",
         "SylvesterGuide": lambda: f"{c.steps} Sylvester steps, rank {guide.rank}",
     }[type(guide).__name__]()
