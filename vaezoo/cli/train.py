@@ -109,6 +109,11 @@ def train(args: argparse.Namespace) -> None:
     out = writable_dir(cfg.out, "--out")
     device = devices.resolve(cfg.device, "--device")
     logger = make_logger(cfg.logger, out, images=_sample_grid)
+    if guide_config is not None:
+        # Constraints between guide and model (a Sylvester rank above the latent size) fail here, not
+        # after the data are read; built before seeding, so the run's random numbers are unchanged.
+        build_guide(args.guide, build_model(args.model, from_args(MODELS.get(args.model).config, args)),
+                    guide_config)
     torch.manual_seed(cfg.seed)
     train_set = subset(
         data.load(cfg.dataset, "train", cfg.binarize, cfg.data_dir, cfg.download, cfg.seed), cfg.train_size

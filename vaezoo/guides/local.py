@@ -22,7 +22,7 @@ from torch import nn
 
 from vaezoo.config import resolve
 from vaezoo.devices import module_device
-from vaezoo.errors import DataError
+from vaezoo.errors import ConfigError, DataError
 from vaezoo.guides.bound import BoundGuide
 from vaezoo.guides.factorized import FactorizedGuide
 from vaezoo.guides.flat_latents import sample_flat
@@ -90,6 +90,12 @@ class _Local(BoundGuide):
     @torch.no_grad()
     def init_from(self, guide, x: torch.Tensor) -> None:
         """Start the base Gaussian at another guide's Normal q(z | x) (e.g. the amortized encoder's)."""
+        if not callable(getattr(guide, "site_dists", None)):
+            raise ConfigError(
+                f"init_from needs a guide with Normal site_dists(x), such as 'amortized'; "
+                f"{type(guide).__name__} has none (its q is not a diagonal Gaussian). Skip init_from to "
+                "start at N(0, I), or start from a mean-field guide"
+            )
         dists = guide.site_dists(x)
         normals = [
             d.base_dist if isinstance(d, dist.Independent) else d for d in map(dists.get, self.layout.names)

@@ -205,7 +205,10 @@ def check_sites_agree(model_sites: dict[str, dict], guide_sites: dict[str, dict]
                 f"site {name!r} has event shape {tuple(p_shape)} in the model, {tuple(q_shape)} in the guide"
             )
     if problems:
-        raise ConfigError("model and guide do not match: " + "; ".join(problems))
+        raise ConfigError(
+            "model and guide do not match: " + "; ".join(problems) + ". Build the guide from this model "
+            "(model.default_guide() or build_guide(name, model)), or pass the model it was built for"
+        )
 
 
 def run_pair(model, guide, x: torch.Tensor, num_particles: int = 1, *, nested: bool = False) -> PairTrace:
@@ -220,5 +223,16 @@ def run_pair(model, guide, x: torch.Tensor, num_particles: int = 1, *, nested: b
         check(x)
     with particle_plate(model, num_particles, nested) as plate:
         guide_trace = poutine.trace(guide).get_trace(x)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+        replayed = poutine.trace(poutine.replay(model, trace=guide_trace))
+        try:
+            model_trace = replayed.get_trace(x)
+        except (RuntimeError, ValueError):
+            # A guide built for another model hands it latents of the wrong size, and the model's
+            # networks fail on them; name the sites instead, from the part of the run that happened.
+            done = {n: s for n, s in _sample_sites(replayed.trace).items() if not s["is_observed"]}
+            try:
+                check_sites_agree(done, {n: s for n, s in _sample_sites(guide_trace).items() if n in done})
+            except ConfigError as mismatch:
+                raise mismatch from None
+            raise
     return PairTrace(model_trace, guide_trace, num_particles, x.shape[0], plate.lead, plate.name)

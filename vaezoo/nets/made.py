@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import islice
 
 import torch
 from torch import nn
@@ -83,7 +84,7 @@ class MADE(nn.Module):
         if self.context is not None:
             a = a + self.context(h)
         a = self.act(a)
-        for layer in self.hidden[1:]:
+        for layer in islice(self.hidden, 1, None):  # slicing a ModuleList would build a new one per call
             a = self.act(layer(a))
         return self.out(a).unflatten(-1, (self.n_out, self.dim)).unbind(-2)
 
