@@ -286,7 +286,7 @@ def cmd_report(args) -> None:
         lines += [_setup(trains[order[0]], next((evals[g] for g in order if g in evals), None)), ""]
         lines += [
             "| guide | parameters (model + guide) | budget | test ELBO | test NLL (nats) |",
-            "|---|" * 5,
+            "|" + "---|" * 5,
         ]
         lines += [_row(trains[g]["label"], trains[g], evals.get(g)) for g in order]
     if peers:
@@ -296,7 +296,7 @@ def cmd_report(args) -> None:
             "",
             "| pythae model | parameters | budget | test ELBO | test NLL (nats) "
             "| port check: pythae ELBO - vaezoo ELBO |",
-            "|---|" * 6,
+            "|" + "---|" * 6,
         ]
         for r in peers.values():
             note = "" if r["invertible"] else " (a planar step has w.u < -1: not invertible, NLL not valid)"
