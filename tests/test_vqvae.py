@@ -125,6 +125,25 @@ def test_dead_codes_are_restarted_on_encoder_outputs(update):
         assert torch.equal(book.ema_count[1:], torch.ones(3))
 
 
+def test_first_batch_moves_the_codes_it_leaves_unused_onto_its_outputs():
+    torch.manual_seed(10)
+    book = Codebook(6, 2, init_from_data=True)
+    v = torch.randn(30, 2) * 5
+    codes = book.nearest(v)
+    unused = sorted(set(range(6)) - set(codes.tolist()))
+    used = sorted(set(codes.tolist()))
+    before = book.vectors.detach().clone()
+    book.observe(v, codes)
+    assert unused  # the uniform initialization leaves some codes unchosen
+    for k in unused:
+        assert any(torch.equal(book.vectors[k], row) for row in v)
+    assert torch.equal(book.vectors[used], before[used])
+    assert not book.pending_init
+    after = book.vectors.detach().clone()
+    book.observe(torch.randn(30, 2), torch.zeros(30, dtype=torch.long))  # only once: codes 1..5 stay put
+    assert torch.equal(book.vectors, after)
+
+
 def test_eval_mode_leaves_the_codebook_alone():
     model, guide = tiny(codebook_update="ema", dead_after=1)
     x = torch.bernoulli(torch.full((4, 1, 4, 4), 0.5))

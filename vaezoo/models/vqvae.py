@@ -38,10 +38,14 @@ class VQVAEConfig:
     ema_epsilon: float = field(default=1e-5, metadata={"help": "Laplace smoothing of the EMA counts",
                                                         "above": 0})
     dead_after: int = field(
-        default=100,
+        default=50,
         metadata={"help": "restart a code unused for this many training batches", "min": 0, "zero": "never"},
     )
-    prior_channels: int = field(default=64, metadata={"help": "channels of the PixelCNN prior", "min": 1})
+    init_from_data: bool = field(
+        default=True,
+        metadata={"help": "move the codes the first training batch leaves unused onto its encoder outputs"},
+    )
+    prior_channels: int = field(default=32, metadata={"help": "channels of the PixelCNN prior", "min": 1})
     prior_layers: int = field(default=5, metadata={"help": "masked layers of the PixelCNN prior", "min": 1})
     prior_kernel: int = field(default=3, metadata={"help": "odd kernel side of the PixelCNN prior", "min": 3})
 
@@ -84,7 +88,7 @@ class VQVAE(LatentVariableModel):
         c = self.config
         self.map_shape = map_shape(self.x_shape, c.downsample)
         self.codebook = Codebook(c.codebook_size, c.code_dim, c.codebook_update, c.ema_decay, c.ema_epsilon,
-                                 c.dead_after)
+                                 c.dead_after, c.init_from_data)
         self.decoder = map_decoder(self.x_shape, c.channels, c.code_dim, c.downsample)
         k = c.codebook_size
         self.prior = PixelCNN(k, c.prior_channels, c.prior_layers, c.prior_kernel, k)

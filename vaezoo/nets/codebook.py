@@ -72,6 +72,11 @@ class Codebook(nn.Module):
     ``N~_i = (N_i + eps) / (sum N + K eps) * sum N`` (Laplace smoothing, so a code that is never chosen
     does not divide by zero). N starts at 1 and m at the initial vectors, so e starts there too.
 
+    ``init_from_data``: the first training batch moves every code it does not choose onto one of its
+    encoder outputs (drawn at random), as a restart would; the uniform initialization in
+    ``[-1/K, 1/K]`` sits far from the encoder's outputs, and without this a few codes take every
+    vector and the rest wait ``dead_after`` batches for a restart (a short run never recovers).
+
     Dead-code restarts (either update): a code not chosen for ``dead_after`` consecutive training
     batches is moved onto a randomly drawn encoder output of the current batch (in EMA mode with
     N_i = 1, m_i = that vector); ``dead_after=0`` never restarts. The moment estimates of Adam for a
@@ -85,7 +90,7 @@ class Codebook(nn.Module):
     """
 
     def __init__(self, size: int, dim: int, update: CodebookUpdate = "loss", decay: float = 0.99,
-                 epsilon: float = 1e-5, dead_after: int = 0):
+                 epsilon: float = 1e-5, dead_after: int = 0, init_from_data: bool = False):
         super().__init__()
         if size < 2:
             raise ConfigError(f"a codebook needs at least 2 codes (with {size} the latent carries no "
@@ -102,6 +107,7 @@ class Codebook(nn.Module):
             self.register_buffer("ema_count", torch.ones(size))
             self.register_buffer("ema_sum", init.clone())
         self.register_buffer("unused_steps", torch.zeros(size, dtype=torch.long))
+        self.register_buffer("pending_init", torch.tensor(init_from_data))
 
     @torch.no_grad()
     def nearest(self, v: torch.Tensor) -> torch.Tensor:
@@ -128,12 +134,14 @@ class Codebook(nn.Module):
             smoothed = (self.ema_count + self.epsilon) / (total + self.size * self.epsilon) * total
             self.vectors.copy_(self.ema_sum / smoothed[:, None])
         self.unused_steps.copy_(torch.where(counts > 0, 0, self.unused_steps + 1))
-        if self.dead_after > 0:
-            self._restart(v)
+        self._restart(v)
 
     def _restart(self, v: torch.Tensor) -> None:
         # Branch-free (no Python test on values), so a traced step stays valid.
-        dead = self.unused_steps >= self.dead_after
+        dead = self.pending_init & (self.unused_steps > 0)
+        if self.dead_after > 0:
+            dead = dead | (self.unused_steps >= self.dead_after)
+        self.pending_init.fill_(False)
         picks = v[torch.randint(len(v), (self.size,), device=v.device)]
         self.vectors.copy_(torch.where(dead[:, None], picks, self.vectors))
         if self.update == "ema":
