@@ -30,6 +30,10 @@ EXPERIMENTS = {
     "disentanglement.py": [["train", "--smoke", "--out", "{out}"], ["report", "--out", "{out}"]],
     # every guide trained, evaluated and reported in three commands
     "flows.py": [["--smoke", "--out", "{out}", stage] for stage in ("train", "eval", "report")],
+    "vqvae.py": [
+        ["--smoke", "--out", "{out}", "train", "--reference"],
+        ["--smoke", "--out", "{out}", "report"],
+    ],
 }
 # Files a script must have written under "{out}" (with lines they must contain), and repository folders
 # it must leave untouched. The README's L = 4 table lists exactly the variants whose results the report
@@ -57,6 +61,7 @@ OUTPUTS = {
 OUTPUTS["mvae.py"] = {
     f"{d}.{ext}": [] for d in ("mnist-label", "fashion-mnist-label", "mnist-flip") for ext in ("json", "png")
 }
+OUTPUTS["vqvae.py"] = {"vqvae-K16.json": [], "vae-reference.json": [], "results.md": []}
 OUTPUTS["disentanglement.py"] = {"runs/elbo-seed0.json": [], "results.md": []}
 _GUIDES = ("amortized", "planar", "iaf", "sylvester")
 OUTPUTS["flows.py"] = {

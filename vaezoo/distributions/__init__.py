@@ -8,9 +8,13 @@ One module per distribution: :mod:`~vaezoo.distributions.bernoulli` (the image l
 from vaezoo.distributions.bernoulli import IndependentBernoulli, bernoulli
 from vaezoo.distributions.block_majority import BlockMajority
 from vaezoo.distributions.checkerboard import CheckerboardLattice
+from vaezoo.distributions.code_map import CodeMap, LogitsFn, nearest_codes
 from vaezoo.distributions.lattice_categorical import SymmetricLatticeCategorical
 
 __all__ = [
+    "CodeMap",
+    "LogitsFn",
+    "nearest_codes",
     "BlockMajority",
     "CheckerboardLattice",
     "IndependentBernoulli",

@@ -26,9 +26,12 @@ from vaezoo.guides.product_of_experts import ProductOfExperts, ProductOfExpertsC
 from vaezoo.guides.semi_amortized import SemiAmortized, SemiAmortizedConfig
 from vaezoo.guides.sylvester import SylvesterConfig, SylvesterGuide
 from vaezoo.guides.vlae import LadderEncoder, LadderEncoderConfig
+from vaezoo.guides.vq import VQGuide, VQGuideConfig
 from vaezoo.guides.vrnn import VRNNGuide, VRNNGuideConfig
 
 __all__ = [
+    "VQGuide",
+    "VQGuideConfig",
     "AmortizedNormal",
     "AmortizedNormalConfig",
     "ExactPosterior",

@@ -8,6 +8,7 @@ energy (:func:`free_energy_bound`, :func:`exact_bound`, :func:`exact_kl_l4`) wor
 from vaezoo.inference.ais import AISLogLikelihood, ais_log_likelihood, schedule
 from vaezoo.inference.baselines import AverageBaseline, Baseline, NVILBaseline
 from vaezoo.inference.beta_tcvae import BetaTCVAE, BetaTCVAEConfig, mws_log_density
+from vaezoo.inference.code_prior import code_maps, code_nll, fit_code_prior
 from vaezoo.inference.compiled import CompiledLoss
 from vaezoo.inference.elbo import ELBO, ELBOConfig
 from vaezoo.inference.exact_kl import ExactKL, exact_bound, exact_kl_l4
@@ -29,8 +30,16 @@ from vaezoo.inference.objective import Objective
 from vaezoo.inference.potential import log_joint
 from vaezoo.inference.score_function import NonReparam, Reparam, ScoreFunction, ScoreFunctionConfig
 from vaezoo.inference.traces import PairTrace, run_pair
+from vaezoo.inference.vq_objective import VQ, VQConfig, quantizations, site_quantizations
 
 __all__ = [
+    "VQ",
+    "VQConfig",
+    "code_maps",
+    "code_nll",
+    "fit_code_prior",
+    "quantizations",
+    "site_quantizations",
     "MultimodalELBO",
     "MultimodalELBOConfig",
     "training_subsets",

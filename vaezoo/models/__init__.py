@@ -14,9 +14,12 @@ from vaezoo.models.markov_hvae import MarkovHVAE, MarkovHVAEConfig
 from vaezoo.models.mvae import MVAE, MVAEConfig
 from vaezoo.models.vae import VAE, VAEConfig
 from vaezoo.models.vlae import VLAE, VLAEConfig
+from vaezoo.models.vqvae import VQVAE, VQVAEConfig
 from vaezoo.models.vrnn import VRNN, VRNNConfig
 
 __all__ = [
+    "VQVAE",
+    "VQVAEConfig",
     "LatentVariableModel",
     "VAE",
     "VAEConfig",

@@ -9,6 +9,8 @@ One module per family of builders: :mod:`~vaezoo.nets.mlp` (perceptrons, named a
 (evaluation mode, frozen parameters).
 """
 
+from vaezoo.nets.code_map import map_decoder, map_encoder, map_shape
+from vaezoo.nets.codebook import QUANTIZATION, Codebook, CodebookUpdate, Quantization, as_map, as_vectors
 from vaezoo.nets.conv import Batched, ConvDecoder, conv_encoder
 from vaezoo.nets.hierarchy import FeatureBatchNorm, cat_features, normal_head, per_layer, rung
 from vaezoo.nets.lattice import GainNet, OddConv, OddStack, apply_2d, upsample
@@ -18,6 +20,15 @@ from vaezoo.nets.pixelcnn import GatedMaskedLayer, MaskedConv2d, PixelCNN, Recep
 from vaezoo.nets.state import evaluating, frozen
 
 __all__ = [
+    "QUANTIZATION",
+    "Codebook",
+    "CodebookUpdate",
+    "Quantization",
+    "as_map",
+    "as_vectors",
+    "map_decoder",
+    "map_encoder",
+    "map_shape",
     "ACTIVATIONS",
     "Activation",
     "Batched",
