@@ -135,12 +135,13 @@ def small(seed=0):
 @pytest.mark.parametrize(("name", "extra"), [("aae", {"discriminator_steps": 2}), ("vae_gan", {})])
 def test_fit_trains_the_discriminator(name, extra):
     model, guide = small()
-    history = fit(model, guide, DATA, build_objective(name, **FAST, **extra), epochs=6, batch_size=32,
+    history = fit(model, guide, DATA, build_objective(name, **FAST, **extra), epochs=6, batch_size=16,
                   progress=False, test=DATA[:32])
     losses = [h["discriminator_loss"] for h in history]
     # log 4: what a discriminator that cannot tell real from fake scores; each step's loss is taken on
     # fresh draws before that step's update, so falling below it means the discriminator learned.
-    assert losses[0] == pytest.approx(LOG4, abs=0.02)
+    # (Seeds 0-3 end at 1.16-1.27 for aae, 0.70-0.73 for vae_gan.)
+    assert losses[0] == pytest.approx(LOG4, abs=0.03)
     assert losses[-1] < LOG4 - 0.08, losses
     assert all(math.isfinite(h["test_bound"]) and h["test_bound"] < 0 for h in history)
 
