@@ -126,6 +126,7 @@ BENCHMARKS = {
     "data_parallel.py": ["--smoke"],
     "step_time_vrnn.py": ["--smoke"],
     "step_time_mvae.py": ["--smoke"],
+    "step_time_adversarial.py": ["--smoke"],
 }
 
 

@@ -92,7 +92,7 @@ class Adversary:
             raise ConfigError(f"discriminator_lr must be > 0, got {lr}")
         self.who = who
         self.discriminator = Discriminator(tuple(hidden))
-        self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=lr)
+        self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=lr, fused=True)
 
     def logits(self, v: torch.Tensor) -> torch.Tensor:
         return self.discriminator(v)
