@@ -127,6 +127,7 @@ BENCHMARKS = {
     "step_time_vrnn.py": ["--smoke"],
     "step_time_mvae.py": ["--smoke"],
     "step_time_flows.py": ["--smoke"],
+    "step_time_adversarial.py": ["--smoke"],
 }
 
 

@@ -5,6 +5,8 @@ log p(x) (:func:`log_likelihood`, :func:`ais_log_likelihood`) and of the block-s
 energy (:func:`free_energy_bound`, :func:`exact_bound`, :func:`exact_kl_l4`) work with any guide.
 """
 
+from vaezoo.inference.adversarial_autoencoder import AAEConfig, AdversarialAutoencoder
+from vaezoo.inference.adversary import Adversary, Discriminator, discriminator_loss, generator_loss
 from vaezoo.inference.ais import AISLogLikelihood, ais_log_likelihood, schedule
 from vaezoo.inference.baselines import AverageBaseline, Baseline, NVILBaseline
 from vaezoo.inference.beta_tcvae import BetaTCVAE, BetaTCVAEConfig, mws_log_density
@@ -30,6 +32,7 @@ from vaezoo.inference.objective import Objective
 from vaezoo.inference.potential import log_joint
 from vaezoo.inference.score_function import NonReparam, Reparam, ScoreFunction, ScoreFunctionConfig
 from vaezoo.inference.traces import PairTrace, run_pair
+from vaezoo.inference.vae_gan import VAEGAN, VAEGANConfig
 from vaezoo.inference.vq_objective import VQ, VQConfig, quantizations, site_quantizations
 
 __all__ = [
@@ -40,6 +43,14 @@ __all__ = [
     "fit_code_prior",
     "quantizations",
     "site_quantizations",
+    "AdversarialAutoencoder",
+    "AAEConfig",
+    "VAEGAN",
+    "VAEGANConfig",
+    "Adversary",
+    "Discriminator",
+    "discriminator_loss",
+    "generator_loss",
     "MultimodalELBO",
     "MultimodalELBOConfig",
     "training_subsets",

@@ -18,12 +18,13 @@ from vaezoo import checkpoint, parallel
 from vaezoo.config import check_argument
 from vaezoo.data import batches, num_batches
 from vaezoo.devices import module_device, resolve, to_device
-from vaezoo.errors import ConfigError, TrainingError, VaezooError
+from vaezoo.errors import CheckpointError, ConfigError, TrainingError, VaezooError
 from vaezoo.files import remove_leftovers, writable_dir
 from vaezoo.inference.compiled import BACKENDS
+from vaezoo.inference.objective import has_adversary
 from vaezoo.inference.run_state import kept, rank_seed, restore_rng, rng_state, run_spec
 from vaezoo.inference.run_state import resume as resume_run
-from vaezoo.inference.training_step import GradientStep
+from vaezoo.inference.training_step import GradientStep, check_adversary
 from vaezoo.inputs import check_data
 from vaezoo.loggers import Logger
 from vaezoo.nets import evaluating
@@ -102,6 +103,12 @@ def fit(
     optimizer, RNG states, history, ``meta``), so an interrupted run loses at most the epoch in
     flight; calling ``fit`` again with the same settings and ``resume=True`` continues from it.
 
+    An objective with an inner adversary step (``objective.adversary_step``, e.g. the discriminator
+    of ``aae`` and ``vae_gan``) takes that step, with its own optimizer, before each step of model
+    and guide on the same batch; the numbers it returns are averaged into each epoch's record, and
+    what it owns (discriminator, optimizer) is checkpointed through ``objective.state_dict()``. Such
+    objectives train eagerly in one process (``compile`` and torchrun are refused).
+
     ``progress`` shows a progress bar per epoch, ``verbose`` prints one summary line per epoch.
 
     ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"auto"``) moves model, guide and
@@ -151,6 +158,7 @@ def fit(
     path = writable_dir(out, "out") / CHECKPOINT if out is not None else None
     device = module_device(model) if device is None else resolve(device, "device")
     w, device = parallel.join(device)
+    check_adversary(objective, w, compile)
     local_batch = parallel.check_split(batch_size, len(train), w)
     # One rank reports: the others neither log nor draw progress bars.
     logger = Logger() if logger is None or not w.main else logger
@@ -175,6 +183,12 @@ def fit(
         guide.load_state_dict(saved["state"]["guide"])
         if "objective" in saved["state"]:
             objective.load_state_dict(saved["state"]["objective"])
+        elif _objective_state(objective).get("objective"):
+            raise CheckpointError(
+                f"{path} holds no state of objective {spec['objective']['name']!r}, which owns some "
+                "(a baseline, a discriminator), so the run cannot resume exactly; start over with "
+                "--no-resume (Python: resume=False) or another --out"
+            )
         optimizer.load_state_dict(saved["state"]["optimizer"])
         history, start = list(saved["history"]), saved["epoch"]
         restore_rng(saved["rng"], w.rank, seed, start, device)
@@ -194,6 +208,7 @@ def fit(
         trained = {p.data_ptr() for p in owned}
         objective_state = [t for t in _objective_state(objective).get("objective", {}).values()
                            if t.data_ptr() not in trained]
+    adversary = has_adversary(objective)
     context = pyro.validation_enabled(validate) if validate is not None else contextlib.nullcontext()
     with context, contextlib.closing(logger):
         for epoch in range(start, epochs):
@@ -209,12 +224,16 @@ def fit(
                 drawn = batches(train, local_batch, device=device, order=order)
                 steps = num_batches(order, local_batch)
             sums = torch.zeros(2, dtype=torch.float64)
+            inner: dict[str, float] = {}  # the adversary step's numbers, summed over the epoch's steps
             desc = f"epoch {epoch + 1}/{epochs}"
             bar = tqdm(drawn, total=steps, desc=desc, disable=not progress, leave=False)
             for i, x in enumerate(bar):
                 where = f"at epoch {epoch + 1}, step {i + 1} of {steps}"
                 with parallel.collective(f"the training step {where}", w):
                     try:
+                        if adversary:  # its own optimizer, before the model's step on the same batch
+                            for k, v in objective.adversary_step(model, guide, x, epoch + i / steps).items():
+                                inner[k] = inner.get(k, 0.0) + v
                         loss = step(x, epoch + i / steps, optimizer)
                     except VaezooError:
                         raise
@@ -237,6 +256,7 @@ def fit(
                 "epoch": epoch + 1,
                 "train_loss": total / count,
                 "latent_weight": objective.latent_weight(epoch + 1),
+                **{k: v / steps for k, v in inner.items()},
                 "seconds": time.perf_counter() - t0,
             }
             if test is not None:

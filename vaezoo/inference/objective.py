@@ -31,6 +31,18 @@ class Objective:
     objective in the wrapper's flat config (so checkpoints rebuild it), and a bound that is the
     log-mean of per-particle importance weights sets :attr:`multi_sample` and implements
     :meth:`log_weights` (per-particle control variates such as VIMCO need them).
+
+    What an objective may own, which :func:`~vaezoo.inference.fit.fit` handles without knowing the
+    objective:
+
+    - ``parameters()``: trainable parameters that share the model's optimizer and gradient step
+      (a learned baseline);
+    - ``state_dict()`` / ``load_state_dict(state)``: everything the objective owns, written into every
+      checkpoint and restored on resume (baselines' running averages; a discriminator with its own
+      optimizer). ``load_state_dict`` raises
+      :class:`~vaezoo.errors.CheckpointError` naming the fix when ``state`` lacks a part;
+    - :meth:`adversary_step`: an inner step of an adversary the objective trains with its own
+      optimizer, run before each gradient step of model and guide (:func:`has_adversary`).
     """
 
     config_class: type
@@ -77,6 +89,13 @@ class Objective:
         """Raise :class:`ConfigError` naming the reason if this objective cannot train ``model`` with
         ``guide`` on batches like ``x``; objectives that take any pair have nothing to check."""
 
+    def adversary_step(self, model, guide, x: torch.Tensor, progress: float = math.inf) -> dict[str, float]:
+        """Train the objective's own adversary (a discriminator) on the batch ``x`` with its own
+        optimizer, before the model and guide take their step on the same batch; return named
+        numbers (e.g. ``{"discriminator_loss": ...}``) that :func:`~vaezoo.inference.fit.fit` averages
+        over each epoch into its record. Objectives without an adversary have nothing to do."""
+        return {}
+
     def log_weights(self, model, guide, x: torch.Tensor, latent_weight: float = 1.0) -> torch.Tensor:
         """log w_j per particle and datapoint, shape ``(k, batch)``, for a :attr:`multi_sample` bound."""
         raise ConfigError(f"{self.describe()} is not a bound built from per-particle importance weights")
@@ -97,6 +116,12 @@ class Objective:
     def describe(self) -> str:
         fields = ", ".join(f"{k}={v}" for k, v in vars(self.config).items())
         return f"{getattr(type(self), 'registry_name', type(self).__name__)}({fields})"
+
+
+def has_adversary(objective: Any) -> bool:
+    """Whether ``objective`` overrides :meth:`Objective.adversary_step` (trains an adversary of its own)."""
+    step = getattr(type(objective), "adversary_step", Objective.adversary_step)
+    return step is not Objective.adversary_step
 
 
 def scaled_latents(weight: float | torch.Tensor):

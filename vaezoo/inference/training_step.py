@@ -18,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from vaezoo import parallel
 from vaezoo.errors import ConfigError
 from vaezoo.inference.compiled import CompiledLoss
+from vaezoo.inference.objective import has_adversary
 from vaezoo.parallel import World
 
 
@@ -76,6 +77,32 @@ def data_parallel(step: TrainingStep, w: World, device: torch.device) -> nn.Modu
         device_ids=[device.index] if device.type == "cuda" else None,
         static_graph=True,
     )
+
+
+def check_adversary(objective, w: World, compile: str | None) -> None:
+    """Refuse what an objective with an inner adversary step (:func:`has_adversary`) cannot train with.
+
+    - ``compile``: the generator's loss reads the weights of the objective's discriminator, which a
+      traced graph would take as constants, and the adversary's own step is Python between graphs.
+    - several processes: each rank would train its discriminator on its own share of the batch, and
+      the copies would drift apart (nothing averages their gradients).
+
+    :raises ConfigError: naming what to do instead (eager, one process).
+    """
+    if not has_adversary(objective):
+        return
+    name = getattr(type(objective), "registry_name", type(objective).__name__)
+    if compile:
+        raise ConfigError(
+            f"objective {name!r} trains a discriminator of its own between steps, which compile={compile!r} "
+            "cannot follow (a traced graph would freeze the discriminator's weights); train it eagerly: "
+            "compile=None (vaezoo train --compile none)"
+        )
+    if w.size > 1:
+        raise ConfigError(
+            f"objective {name!r} trains a discriminator of its own, which is not synchronized across "
+            f"{w.size} processes; train it in one process (without torchrun)"
+        )
 
 
 class GradientStep:
