@@ -54,7 +54,8 @@ def test_straight_through_gradient_equals_gradient_at_z_q():
     loss.backward()
     z_q = q.z_q.detach().requires_grad_(True)
     (-model.x_dist(z_q).log_prob(x).sum()).backward()
-    assert torch.equal(q.straight_through, q.z_q)  # in value: z_q
+    # in value z_q, up to the rounding of z_e + (z_q - z_e) in float32
+    torch.testing.assert_close(q.straight_through, q.z_q)
     assert torch.allclose(z_e.grad, z_q.grad, rtol=1e-5, atol=1e-7)
     assert model.codebook.vectors.grad is None  # the decoder's gradient skips the codebook
 
