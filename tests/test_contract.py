@@ -27,6 +27,13 @@ SMALL.update(
 SMALL["vrnn"] = {"x_shape": (4, 3), "z_dim": 2, "h_dim": 5, "feature": 4, "hidden": (6,)}
 SMALL["mvae"] = {"image_shape": (1, 6, 6), "z_dim": 3, "hidden": (8,), "label_hidden": (8,)}
 SMALL["block_spin"] = {"L": 4, "levels": 2, "channels": 4, "depth": 1}
+SMALL["nvae"] = {
+    "x_shape": (1, 6, 6),
+    "canvas": 8,
+    "channels": 2,
+    "preprocess_blocks": 1,
+    "latent_channels": 2,
+}
 
 
 def test_every_model_has_a_small_config_here():

@@ -120,12 +120,11 @@ class NVAEGuide(BoundGuide):
         self.sampler = nn.ModuleList(
             Batched(nn.Sequential(nn.ELU(), nn.Conv2d(e, 2 * lc, 3, padding=1)), 3) for e in enc
         )
-        self.to(memory_format=torch.channels_last)  # faster on CPUs, as the model's
         self.spectral = SpectralNorms(self, types=(nn.Conv2d,))
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """f_l per group, bottom first, from a batch of images ``(n, *x_shape)``."""
-        h = self.stem(self.model.pad(x).contiguous(memory_format=torch.channels_last))
+        h = self.stem(self.model.pad(x))
         out = []
         for j, cells in enumerate(self.cells):
             h = cells(h)
@@ -145,7 +144,8 @@ class NVAEGuide(BoundGuide):
             for j in reversed(range(top + 1)):
                 s = model.initial_state(n) if j == top else model.advance(j + 1, s, upper[0])
                 loc_p, scale_p = model.prior_loc_scale(j, s)
-                model.hand_over(j, upper, (s, loc_p, scale_p))
+                if j < top:
+                    model.hand_over(j, upper, (s, loc_p, scale_p))
                 h = feats[j] if j == top else feats[j] + self.combine[j](s)
                 delta_loc, raw = self.sampler[j](h).chunk(2, dim=-3)
                 delta_scale = torch.exp(bound * torch.tanh(raw / bound))

@@ -20,7 +20,7 @@ class NVAEObjectiveConfig:
     kl_warmup: float = field(
         default=3.0,
         metadata={
-            "help": "epochs over which the KL weight rises linearly from 0 to 1 (paper: 30% of training)",
+            "help": "epochs over which the KL weight rises linearly from 0 to 1 (paper: 0.3 of all epochs)",
             "min": 0,
         },
     )

@@ -150,8 +150,6 @@ class NVAE(LatentVariableModel):
             d //= c.channel_mult
         post += [nn.ELU(), nn.Conv2d(d, self.x_shape[0], 3, padding=1)]
         self.post = Batched(nn.Sequential(*post), 3)
-        # Channels-last convolutions run about twice as fast on CPUs (depthwise ones most).
-        self.to(memory_format=torch.channels_last)
         self.spectral = SpectralNorms(self, types=(nn.Conv2d,))
 
     def _check_geometry(self) -> None:
@@ -240,7 +238,8 @@ class NVAE(LatentVariableModel):
         upper: list[torch.Tensor] = []
         with pyro.plate("data", n):
             for j in reversed(range(top + 1)):
-                handed = self._prior_handoff.take(j, upper, self.top_down)
+                # The top group's state and prior are constants: nothing to hand over.
+                handed = self._prior_handoff.take(j, upper, self.top_down) if j < top else None
                 if handed is not None:
                     s, loc, scale = handed
                 else:
