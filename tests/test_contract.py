@@ -29,6 +29,13 @@ SMALL["mvae"] = {"image_shape": (1, 6, 6), "z_dim": 3, "hidden": (8,), "label_hi
 SMALL["block_spin"] = {"L": 4, "levels": 2, "channels": 4, "depth": 1}
 SMALL["vqvae"] = {"x_shape": (1, 8, 8), "codebook_size": 4, "code_dim": 3, "channels": 4, "prior_channels": 4,
                   "prior_layers": 1}
+SMALL["nvae"] = {
+    "x_shape": (1, 6, 6),
+    "canvas": 8,
+    "channels": 2,
+    "preprocess_blocks": 1,
+    "latent_channels": 2,
+}
 
 
 def test_every_model_has_a_small_config_here():

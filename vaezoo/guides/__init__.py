@@ -21,6 +21,7 @@ from vaezoo.guides.hmc_refined import HMCRefined, HMCRefinedConfig
 from vaezoo.guides.iaf import IAFConfig, IAFGuide
 from vaezoo.guides.ladder import LadderGuide, LadderGuideConfig, precision_weighted
 from vaezoo.guides.local import LocalFlow, LocalFlowConfig, LocalNormal, LocalNormalConfig
+from vaezoo.guides.nvae import NVAEGuide, NVAEGuideConfig, residual_kl, residual_normal
 from vaezoo.guides.planar import PlanarConfig, PlanarGuide
 from vaezoo.guides.product_of_experts import ProductOfExperts, ProductOfExpertsConfig, product_of_gaussians
 from vaezoo.guides.semi_amortized import SemiAmortized, SemiAmortizedConfig
@@ -70,4 +71,8 @@ __all__ = [
     "FactorizedGuide",
     "FlowGuide",
     "FlowEncoderConfig",
+    "NVAEGuide",
+    "NVAEGuideConfig",
+    "residual_kl",
+    "residual_normal",
 ]

@@ -28,6 +28,7 @@ from vaezoo.inference.info_vae import InfoVAE, InfoVAEConfig, kernel_matrix, mmd
 from vaezoo.inference.iwae import IWAE, IWAEConfig
 from vaezoo.inference.messengers import ScaleLatents, ScaleObserved
 from vaezoo.inference.multimodal_elbo import MultimodalELBO, MultimodalELBOConfig, training_subsets
+from vaezoo.inference.nvae_elbo import NVAEObjective, NVAEObjectiveConfig, balance_coefficients, group_kls
 from vaezoo.inference.objective import Objective
 from vaezoo.inference.potential import log_joint
 from vaezoo.inference.score_function import NonReparam, Reparam, ScoreFunction, ScoreFunctionConfig
@@ -98,4 +99,8 @@ __all__ = [
     "exact_kl_l4",
     "exact_free_energy",
     "mean_field_free_energy",
+    "NVAEObjective",
+    "NVAEObjectiveConfig",
+    "balance_coefficients",
+    "group_kls",
 ]

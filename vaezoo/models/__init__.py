@@ -12,6 +12,7 @@ from vaezoo.models.ladder import LadderVAE, LadderVAEConfig
 from vaezoo.models.linear_gaussian import LinearGaussian, LinearGaussianConfig
 from vaezoo.models.markov_hvae import MarkovHVAE, MarkovHVAEConfig
 from vaezoo.models.mvae import MVAE, MVAEConfig
+from vaezoo.models.nvae import NVAE, NVAEConfig
 from vaezoo.models.vae import VAE, VAEConfig
 from vaezoo.models.vlae import VLAE, VLAEConfig
 from vaezoo.models.vqvae import VQVAE, VQVAEConfig
@@ -38,6 +39,8 @@ __all__ = [
     "VRNNConfig",
     "MVAE",
     "MVAEConfig",
+    "NVAE",
+    "NVAEConfig",
     "BlockSpin",
     "BlockSpinConfig",
     "sample_model",

@@ -5,8 +5,10 @@ One module per family of builders: :mod:`~vaezoo.nets.mlp` (perceptrons, named a
 :mod:`~vaezoo.nets.hierarchy` (the rungs and heads of hierarchical VAEs), :mod:`~vaezoo.nets.conv`
 (image encoders and decoders), :mod:`~vaezoo.nets.lattice` (Z2-odd lattice networks),
 :mod:`~vaezoo.nets.made` (masked autoregressive networks for flows), :mod:`~vaezoo.nets.pixelcnn`
-(masked convolutions for autoregressive image models) and :mod:`~vaezoo.nets.state`
-(evaluation mode, frozen parameters).
+(masked convolutions for autoregressive image models), :mod:`~vaezoo.nets.residual` (NVAE's
+residual cells), :mod:`~vaezoo.nets.spectral` (spectral norms by power iteration) and
+:mod:`~vaezoo.nets.state` (evaluation mode,
+frozen parameters).
 """
 
 from vaezoo.nets.code_map import map_decoder, map_encoder, map_shape
@@ -17,6 +19,8 @@ from vaezoo.nets.lattice import GainNet, OddConv, OddStack, apply_2d, upsample
 from vaezoo.nets.made import MADE, MaskedLinear
 from vaezoo.nets.mlp import ACTIVATIONS, Activation, activation, mlp
 from vaezoo.nets.pixelcnn import GatedMaskedLayer, MaskedConv2d, PixelCNN, ReceptiveField, receptive_field
+from vaezoo.nets.residual import EncoderCell, GenerativeCell, ResidualCell, SqueezeExcitation
+from vaezoo.nets.spectral import SpectralNorms, spectral_estimators, spectral_penalty, weight_matrix
 from vaezoo.nets.state import evaluating, frozen
 
 __all__ = [
@@ -55,4 +59,12 @@ __all__ = [
     "receptive_field",
     "rung",
     "upsample",
+    "EncoderCell",
+    "GenerativeCell",
+    "ResidualCell",
+    "SqueezeExcitation",
+    "SpectralNorms",
+    "spectral_estimators",
+    "spectral_penalty",
+    "weight_matrix",
 ]
