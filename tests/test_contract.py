@@ -27,6 +27,7 @@ SMALL.update(
 SMALL["vrnn"] = {"x_shape": (4, 3), "z_dim": 2, "h_dim": 5, "feature": 4, "hidden": (6,)}
 SMALL["mvae"] = {"image_shape": (1, 6, 6), "z_dim": 3, "hidden": (8,), "label_hidden": (8,)}
 SMALL["block_spin"] = {"L": 4, "levels": 2, "channels": 4, "depth": 1}
+SMALL["implicit_gaussian"] = {"x_shape": (4,)}
 
 
 def test_every_model_has_a_small_config_here():
@@ -64,6 +65,11 @@ def test_pair_contract(model_name, guide_name, objective_name):
         assert latent[name]["fn"].event_shape == guided[name]["fn"].event_shape
         assert latent[name]["value"].shape == guided[name]["value"].shape
     assert "x" in m.nodes and m.nodes["x"]["is_observed"]
+
+    if objective.needs_likelihood and not model.has_likelihood:  # a simulator: no density to score
+        with pytest.raises(ConfigError, match="no density.*'lfvi'"):
+            objective.differentiable_loss(model, guide, x)
+        return
 
     torch.manual_seed(1)
     loss = objective.differentiable_loss(model, guide, x)
