@@ -22,6 +22,7 @@ EXPERIMENTS = {
     "estimator_variance.py": ["--smoke", "--json", "{out}/variance.json"],
     "vrnn.py": ["--smoke", "--json", "{out}/vrnn.json"],
     "mvae.py": ["--smoke", "--out", "{out}"],
+    "likelihood_free.py": ["--smoke", "--out", "{out}"],
 }
 # Files a script must have written under "{out}" (with lines they must contain), and repository folders
 # it must leave untouched. The README's L = 4 table lists exactly the variants whose results the report
@@ -42,6 +43,7 @@ OUTPUTS = {
 OUTPUTS["mvae.py"] = {
     f"{d}.{ext}": [] for d in ("mnist-label", "fashion-mnist-label", "mnist-flip") for ext in ("json", "png")
 }
+OUTPUTS["likelihood_free.py"] = {"results.json": [], "README.md": [], "posterior_marginals.png": []}
 UNTOUCHED = {"ising_block_spin.py": ["docs/ising", "runs/ising"]}
 
 

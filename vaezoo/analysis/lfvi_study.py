@@ -38,10 +38,14 @@ class LFVIStudy:
 
 @dataclass(frozen=True)
 class LFVIStudyResult:
-    """Errors of the guide against the exact posterior on the test draws, and seconds per fit."""
+    """Errors of each guide against the exact posterior on the test draws, seconds per fit, and the
+    fitted guides with the simulator and test draws they were scored on."""
 
     errors: dict[str, PosteriorError]
     seconds: dict[str, float]
+    guides: dict[str, AffineNormal]
+    model: ImplicitGaussian
+    test: torch.Tensor
 
 
 def lfvi_study(study: LFVIStudy = LFVIStudy()) -> LFVIStudyResult:
@@ -64,9 +68,9 @@ def lfvi_study(study: LFVIStudy = LFVIStudy()) -> LFVIStudyResult:
     twin = model.gaussian_twin()
     train, test = model.sample_x(s.n_train), model.sample_x(s.n_test)
     exact = twin.posterior(test)
-    errors, seconds = {}, {}
-    prior = AffineNormal(model)
-    errors["prior"] = posterior_error(prior.site_dists(test), exact)
+    errors, seconds, guides = {}, {}, {}
+    guides["prior"] = AffineNormal(model)
+    errors["prior"] = posterior_error(guides["prior"].site_dists(test), exact)
 
     guide = AffineNormal(model)
     objective = LFVI(ratio_hidden=s.ratio_hidden, ratio_steps=s.ratio_steps, ratio_lr=s.ratio_lr)
@@ -78,6 +82,7 @@ def lfvi_study(study: LFVIStudy = LFVIStudy()) -> LFVIStudyResult:
         progress=False)
     seconds["lfvi"] = time.perf_counter() - t0
     errors["lfvi"] = posterior_error(guide.site_dists(test), exact)
+    guides["lfvi"] = guide
 
     guide = AffineNormal(model)
     t0 = time.perf_counter()
@@ -85,4 +90,5 @@ def lfvi_study(study: LFVIStudy = LFVIStudy()) -> LFVIStudyResult:
         progress=False)
     seconds["elbo"] = time.perf_counter() - t0
     errors["elbo"] = posterior_error(guide.site_dists(test), exact)
-    return LFVIStudyResult(errors, seconds)
+    guides["elbo"] = guide
+    return LFVIStudyResult(errors, seconds, guides, model, test)
