@@ -24,14 +24,16 @@ class LFVIStudy:
     noise_scale: float = 1.0
     n_train: int = 2000
     n_test: int = 1000
-    epochs: int = 6
-    elbo_epochs: int = 30
+    epochs: int = 30
+    elbo_epochs: int = 60
     batch_size: int = 100
-    lr: float = 1e-2
+    # 1e-2 reaches the posterior faster but drifts off it over 30 epochs (KL 0.93 at seed 0): the
+    # guide outruns the classifier; 3e-3 stays (KL 0.046). See docs/likelihood_free.
+    lr: float = 3e-3
     ratio_hidden: tuple[int, ...] = (64, 64)
     ratio_steps: int = 3
     ratio_lr: float = 3e-3
-    warmup_steps: int = 200
+    warmup_steps: int = 300
     warmup_batch: int = 1000
     seed: int = 0
 
