@@ -36,6 +36,7 @@ SMALL["nvae"] = {
     "preprocess_blocks": 1,
     "latent_channels": 2,
 }
+SMALL["implicit_gaussian"] = {"x_shape": (4,)}
 
 
 def test_every_model_has_a_small_config_here():
@@ -73,6 +74,11 @@ def test_pair_contract(model_name, guide_name, objective_name):
         assert latent[name]["fn"].event_shape == guided[name]["fn"].event_shape
         assert latent[name]["value"].shape == guided[name]["value"].shape
     assert "x" in m.nodes and m.nodes["x"]["is_observed"]
+
+    if objective.needs_likelihood and not model.has_likelihood:  # a simulator: no density to score
+        with pytest.raises(ConfigError, match="no density.*'lfvi'"):
+            objective.differentiable_loss(model, guide, x)
+        return
 
     torch.manual_seed(1)
     loss = objective.differentiable_loss(model, guide, x)

@@ -129,6 +129,16 @@ class LatentLayout:
         return torch.cat(parts, -1)
 
 
+def require_likelihood(model, who: str) -> None:
+    """Raise :class:`ConfigError` if ``model``'s observations have no density (a simulator, see
+    :mod:`vaezoo.models.implicit`) while ``who`` evaluates log p(x, z)."""
+    if not getattr(model, "has_likelihood", True):
+        raise ConfigError(
+            f"{who} evaluates the model's log p(x, z), but {type(model).__name__} is a simulator with no "
+            "density for x; use a reparameterized guide (e.g. 'affine_normal') with the objective 'lfvi'"
+        )
+
+
 def require_real_latents(model, guide_name: str) -> list[LatentSite]:
     """The model's latent sites, or a :class:`ConfigError` if guide ``guide_name`` cannot serve one."""
     return real_latents(

@@ -18,13 +18,20 @@ from vaezoo.analysis.diagnostics import (
 from vaezoo.analysis.disentanglement import MIGResult, SAPResult, mig, representation, sap
 from vaezoo.analysis.gap import GapTable, amortization_gap, elbo_estimate
 from vaezoo.analysis.gradient_variance import GradientStats, gradient_variance
+from vaezoo.analysis.lfvi_study import LFVIStudy, LFVIStudyResult, lfvi_study
 from vaezoo.analysis.neural_chains import NeuralMCMCResult, neural_mcmc
 from vaezoo.analysis.neural_importance import NeuralISResult, WeightedEstimate, neural_importance_sampling
 from vaezoo.analysis.perturb import LevelPerturbation, Perturbation, perturb, perturbation_grid
+from vaezoo.analysis.posterior_error import PosteriorError, posterior_error
 from vaezoo.analysis.predictive import prior_samples, reconstructions
 from vaezoo.analysis.proposals import BoltzmannProposal, ModelProposal
 
 __all__ = [
+    "LFVIStudy",
+    "LFVIStudyResult",
+    "lfvi_study",
+    "PosteriorError",
+    "posterior_error",
     "GapTable",
     "amortization_gap",
     "elbo_estimate",

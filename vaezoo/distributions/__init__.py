@@ -2,7 +2,8 @@
 
 One module per distribution: :mod:`~vaezoo.distributions.bernoulli` (the image likelihood),
 :mod:`~vaezoo.distributions.checkerboard` and :mod:`~vaezoo.distributions.lattice_categorical`
-(the block-spin model's levels), :mod:`~vaezoo.distributions.block_majority` (the RG guide's map).
+(the block-spin model's levels), :mod:`~vaezoo.distributions.block_majority` (the RG guide's map),
+:mod:`~vaezoo.distributions.simulator` (an implicit model's observations: sampled, never scored).
 """
 
 from vaezoo.distributions.bernoulli import IndependentBernoulli, bernoulli
@@ -10,6 +11,7 @@ from vaezoo.distributions.block_majority import BlockMajority
 from vaezoo.distributions.checkerboard import CheckerboardLattice
 from vaezoo.distributions.code_map import CodeMap, LogitsFn, nearest_codes
 from vaezoo.distributions.lattice_categorical import SymmetricLatticeCategorical
+from vaezoo.distributions.simulator import Simulator
 
 __all__ = [
     "CodeMap",
@@ -18,6 +20,7 @@ __all__ = [
     "BlockMajority",
     "CheckerboardLattice",
     "IndependentBernoulli",
+    "Simulator",
     "SymmetricLatticeCategorical",
     "bernoulli",
 ]

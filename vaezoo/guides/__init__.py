@@ -5,6 +5,7 @@ which guides serve which model. :class:`LocalNormal` and :class:`LocalFlow` are 
 hold parameters for the rows of one fixed batch (see :mod:`vaezoo.analysis` for the amortization gap).
 """
 
+from vaezoo.guides.affine_normal import AffineNormal, AffineNormalConfig
 from vaezoo.guides.amortized import AmortizedNormal, AmortizedNormalConfig
 from vaezoo.guides.block_spin import (
     BlockAmortized,
@@ -33,6 +34,8 @@ from vaezoo.guides.vrnn import VRNNGuide, VRNNGuideConfig
 __all__ = [
     "VQGuide",
     "VQGuideConfig",
+    "AffineNormal",
+    "AffineNormalConfig",
     "AmortizedNormal",
     "AmortizedNormalConfig",
     "ExactPosterior",

@@ -16,7 +16,7 @@ from vaezoo.inference.potential import joint_parts
 from vaezoo.inference.traces import enclosing_particles, run_pair
 from vaezoo.nets import evaluating, frozen
 from vaezoo.registry import register_guide
-from vaezoo.sites import LatentLayout
+from vaezoo.sites import LatentLayout, require_likelihood
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,7 @@ class HMCRefined(BoundGuide):
             raise ConfigError(
                 "hmc_refined needs steps >= 0, leapfrog_steps >= 1, step_size > 0 and 0 < target_accept < 1"
             )
+        require_likelihood(model, "guide 'hmc_refined'")
         self.layout = LatentLayout(model, "hmc_refined")
         self.base = guide if guide is not None else build_base(model, cfg.base)
         self.register_buffer("step_size", torch.tensor(cfg.step_size))

@@ -16,7 +16,7 @@ from vaezoo.inference.elbo import ELBO
 from vaezoo.inference.traces import run_pair
 from vaezoo.nets import frozen
 from vaezoo.registry import build_guide, register_guide
-from vaezoo.sites import LatentLayout
+from vaezoo.sites import LatentLayout, require_likelihood
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,7 @@ class SemiAmortized(BoundGuide):
         self.config = resolve(SemiAmortizedConfig, config, overrides)
         if self.config.steps < 0 or self.config.inner_particles < 1:
             raise ConfigError("semi_amortized needs steps >= 0 and inner_particles >= 1")
+        require_likelihood(model, "guide 'semi_amortized'")
         self.layout = LatentLayout(model, "semi_amortized")
         self.base = guide if guide is not None else build_base(model, self.config.base)
         if not callable(getattr(self.base, "site_dists", None)):

@@ -26,6 +26,7 @@ from vaezoo.inference.hmc import HMC, HMCState
 from vaezoo.inference.importance import Estimate, LogLikelihood, log_likelihood
 from vaezoo.inference.info_vae import InfoVAE, InfoVAEConfig, kernel_matrix, mmd_unbiased
 from vaezoo.inference.iwae import IWAE, IWAEConfig
+from vaezoo.inference.likelihood_free import LFVI, LFVIConfig
 from vaezoo.inference.messengers import ScaleLatents, ScaleObserved
 from vaezoo.inference.multimodal_elbo import MultimodalELBO, MultimodalELBOConfig, training_subsets
 from vaezoo.inference.nvae_elbo import NVAEObjective, NVAEObjectiveConfig, balance_coefficients, group_kls
@@ -62,6 +63,8 @@ __all__ = [
     "ELBOConfig",
     "IWAE",
     "IWAEConfig",
+    "LFVI",
+    "LFVIConfig",
     "BetaTCVAE",
     "BetaTCVAEConfig",
     "mws_log_density",

@@ -48,6 +48,8 @@ class Objective:
     config_class: type
     #: Whether :meth:`per_datapoint` is log (1/k) sum_j w_j of the weights :meth:`log_weights` gives.
     multi_sample: ClassVar[bool] = False
+    #: Whether the objective evaluates log p(x | z); the likelihood-free one (``lfvi``) only samples x.
+    needs_likelihood: ClassVar[bool] = True
 
     def __init__(self, config: Any = None, **overrides: Any):
         self.config = resolve(type(self).config_class, config, overrides)

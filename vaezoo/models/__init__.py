@@ -8,6 +8,7 @@ builds a model by name.
 from vaezoo.models.base import LatentVariableModel
 from vaezoo.models.block_spin import BlockSpin, BlockSpinConfig, sample_model
 from vaezoo.models.hvae import HVAE, HVAEConfig, TopDownHierarchy
+from vaezoo.models.implicit import HierarchicalImplicitModel, ImplicitGaussian
 from vaezoo.models.ladder import LadderVAE, LadderVAEConfig
 from vaezoo.models.linear_gaussian import LinearGaussian, LinearGaussianConfig
 from vaezoo.models.markov_hvae import MarkovHVAE, MarkovHVAEConfig
@@ -44,4 +45,6 @@ __all__ = [
     "BlockSpin",
     "BlockSpinConfig",
     "sample_model",
+    "HierarchicalImplicitModel",
+    "ImplicitGaussian",
 ]

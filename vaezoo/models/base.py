@@ -87,6 +87,9 @@ class LatentVariableModel(ZooModule):
 
     #: True when the likelihood needs x in {0, 1} (checked by :meth:`check_x`).
     binary_data = False
+    #: False when the observed site is a simulator with no density (:mod:`vaezoo.models.implicit`):
+    #: only objectives whose ``needs_likelihood`` is False can train the model.
+    has_likelihood = True
 
     def check_x(self, x: torch.Tensor, full: bool = False) -> None:
         """Raise :class:`DataError` naming the problem if ``x`` cannot be this model's data.
