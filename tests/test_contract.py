@@ -27,6 +27,8 @@ SMALL.update(
 SMALL["vrnn"] = {"x_shape": (4, 3), "z_dim": 2, "h_dim": 5, "feature": 4, "hidden": (6,)}
 SMALL["mvae"] = {"image_shape": (1, 6, 6), "z_dim": 3, "hidden": (8,), "label_hidden": (8,)}
 SMALL["block_spin"] = {"L": 4, "levels": 2, "channels": 4, "depth": 1}
+SMALL["pixel_vae"] = {"x_shape": (1, 4, 4), "z_dim": 3, "upsample_channels": (4,), "condition_channels": 2,
+                      "layers": 2, "kernel_size": 3, "channels": 4}
 
 
 def test_every_model_has_a_small_config_here():

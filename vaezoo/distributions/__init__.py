@@ -2,18 +2,22 @@
 
 One module per distribution: :mod:`~vaezoo.distributions.bernoulli` (the image likelihood),
 :mod:`~vaezoo.distributions.checkerboard` and :mod:`~vaezoo.distributions.lattice_categorical`
-(the block-spin model's levels), :mod:`~vaezoo.distributions.block_majority` (the RG guide's map).
+(the block-spin model's levels), :mod:`~vaezoo.distributions.block_majority` (the RG guide's map),
+:mod:`~vaezoo.distributions.pixelcnn_bernoulli` (an autoregressive image likelihood around a
+network the model passes in; it defines none).
 """
 
 from vaezoo.distributions.bernoulli import IndependentBernoulli, bernoulli
 from vaezoo.distributions.block_majority import BlockMajority
 from vaezoo.distributions.checkerboard import CheckerboardLattice
 from vaezoo.distributions.lattice_categorical import SymmetricLatticeCategorical
+from vaezoo.distributions.pixelcnn_bernoulli import PixelCNNBernoulli
 
 __all__ = [
     "BlockMajority",
     "CheckerboardLattice",
     "IndependentBernoulli",
+    "PixelCNNBernoulli",
     "SymmetricLatticeCategorical",
     "bernoulli",
 ]

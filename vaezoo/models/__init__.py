@@ -12,6 +12,7 @@ from vaezoo.models.ladder import LadderVAE, LadderVAEConfig
 from vaezoo.models.linear_gaussian import LinearGaussian, LinearGaussianConfig
 from vaezoo.models.markov_hvae import MarkovHVAE, MarkovHVAEConfig
 from vaezoo.models.mvae import MVAE, MVAEConfig
+from vaezoo.models.pixel_vae import PixelVAE, PixelVAEConfig
 from vaezoo.models.vae import VAE, VAEConfig
 from vaezoo.models.vlae import VLAE, VLAEConfig
 from vaezoo.models.vrnn import VRNN, VRNNConfig
@@ -35,6 +36,8 @@ __all__ = [
     "VRNNConfig",
     "MVAE",
     "MVAEConfig",
+    "PixelVAE",
+    "PixelVAEConfig",
     "BlockSpin",
     "BlockSpinConfig",
     "sample_model",

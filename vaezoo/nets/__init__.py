@@ -6,10 +6,12 @@ One module per family of builders: :mod:`~vaezoo.nets.mlp` (perceptrons, named a
 (image encoders and decoders), :mod:`~vaezoo.nets.lattice` (Z2-odd lattice networks),
 :mod:`~vaezoo.nets.made` (masked autoregressive networks for flows), :mod:`~vaezoo.nets.pixelcnn`
 (masked convolutions for autoregressive image models) and :mod:`~vaezoo.nets.state`
-(evaluation mode, frozen parameters).
+(evaluation mode, frozen parameters); :mod:`~vaezoo.nets.deconv` upsamples latents to the
+image's size.
 """
 
 from vaezoo.nets.conv import Batched, ConvDecoder, conv_encoder
+from vaezoo.nets.deconv import deconv_stack, upsampling_factor, vector_to_map
 from vaezoo.nets.hierarchy import FeatureBatchNorm, cat_features, normal_head, per_layer, rung
 from vaezoo.nets.lattice import GainNet, OddConv, OddStack, apply_2d, upsample
 from vaezoo.nets.made import MADE, MaskedLinear
@@ -36,6 +38,7 @@ __all__ = [
     "apply_2d",
     "cat_features",
     "conv_encoder",
+    "deconv_stack",
     "evaluating",
     "frozen",
     "mlp",
@@ -44,4 +47,6 @@ __all__ = [
     "receptive_field",
     "rung",
     "upsample",
+    "upsampling_factor",
+    "vector_to_map",
 ]
