@@ -85,10 +85,10 @@ class PixelVAE(LatentVariableModel):
     images) is offered. The default guide is ``"amortized"`` for one level and the bottom-up Markov
     guide ``"bottom_up"`` (q(z1 | x) q(z2 | z1)) for two.
 
-    Deviations from the paper: (1) the PixelCNN is one masked stack with gated units
-    (:class:`~vaezoo.nets.PixelCNN`), not the paper's ResNet-style PixelCNN of 3x3 layers after a
-    7x7 first layer, and it reads h through a 1x1 convolution at every layer (the conditional
-    PixelCNN's way) rather than concatenated with the first layer's features; (2) in the
+    Deviations from the paper: (1) the PixelCNN is vaezoo's one masked stack with gated units
+    (:class:`~vaezoo.nets.PixelCNN`), not the paper's network and sizes, and it reads h through a
+    1x1 convolution at every layer (the conditional PixelCNN's way) rather than concatenated with
+    the image's features at the input; (2) in the
     hierarchical model the paper makes p(z1 | z2) itself a PixelCNN over the latent map (means and
     variances pixel by pixel); ours is factorized given z2, which keeps sampling z1 to one pass and
     leaves the autoregression to the pixels, the part the study of receptive fields varies; (3)
