@@ -37,6 +37,8 @@ SMALL["nvae"] = {
     "latent_channels": 2,
 }
 SMALL["implicit_gaussian"] = {"x_shape": (4,)}
+SMALL["pixel_vae"] = {"x_shape": (1, 4, 4), "z_dim": 3, "upsample_channels": (4,), "condition_channels": 2,
+                      "layers": 2, "kernel_size": 3, "channels": 4}
 
 
 def test_every_model_has_a_small_config_here():

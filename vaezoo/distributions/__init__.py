@@ -3,7 +3,10 @@
 One module per distribution: :mod:`~vaezoo.distributions.bernoulli` (the image likelihood),
 :mod:`~vaezoo.distributions.checkerboard` and :mod:`~vaezoo.distributions.lattice_categorical`
 (the block-spin model's levels), :mod:`~vaezoo.distributions.block_majority` (the RG guide's map),
-:mod:`~vaezoo.distributions.simulator` (an implicit model's observations: sampled, never scored).
+:mod:`~vaezoo.distributions.simulator` (an implicit model's observations: sampled, never scored),
+:mod:`~vaezoo.distributions.code_map` (VQ-VAE's map of codebook vectors) and
+:mod:`~vaezoo.distributions.pixelcnn_bernoulli` (an autoregressive image likelihood around a
+network the model passes in; it defines none).
 """
 
 from vaezoo.distributions.bernoulli import IndependentBernoulli, bernoulli
@@ -11,6 +14,7 @@ from vaezoo.distributions.block_majority import BlockMajority
 from vaezoo.distributions.checkerboard import CheckerboardLattice
 from vaezoo.distributions.code_map import CodeMap, LogitsFn, nearest_codes
 from vaezoo.distributions.lattice_categorical import SymmetricLatticeCategorical
+from vaezoo.distributions.pixelcnn_bernoulli import PixelCNNBernoulli
 from vaezoo.distributions.simulator import Simulator
 
 __all__ = [
@@ -21,6 +25,7 @@ __all__ = [
     "CheckerboardLattice",
     "IndependentBernoulli",
     "Simulator",
+    "PixelCNNBernoulli",
     "SymmetricLatticeCategorical",
     "bernoulli",
 ]

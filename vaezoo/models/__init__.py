@@ -14,6 +14,7 @@ from vaezoo.models.linear_gaussian import LinearGaussian, LinearGaussianConfig
 from vaezoo.models.markov_hvae import MarkovHVAE, MarkovHVAEConfig
 from vaezoo.models.mvae import MVAE, MVAEConfig
 from vaezoo.models.nvae import NVAE, NVAEConfig
+from vaezoo.models.pixel_vae import PixelVAE, PixelVAEConfig
 from vaezoo.models.vae import VAE, VAEConfig
 from vaezoo.models.vlae import VLAE, VLAEConfig
 from vaezoo.models.vqvae import VQVAE, VQVAEConfig
@@ -42,6 +43,8 @@ __all__ = [
     "MVAEConfig",
     "NVAE",
     "NVAEConfig",
+    "PixelVAE",
+    "PixelVAEConfig",
     "BlockSpin",
     "BlockSpinConfig",
     "sample_model",

@@ -6,14 +6,16 @@ One module per family of builders: :mod:`~vaezoo.nets.mlp` (perceptrons, named a
 (image encoders and decoders), :mod:`~vaezoo.nets.lattice` (Z2-odd lattice networks),
 :mod:`~vaezoo.nets.made` (masked autoregressive networks for flows), :mod:`~vaezoo.nets.pixelcnn`
 (masked convolutions for autoregressive image models), :mod:`~vaezoo.nets.residual` (NVAE's
-residual cells), :mod:`~vaezoo.nets.spectral` (spectral norms by power iteration) and
-:mod:`~vaezoo.nets.state` (evaluation mode,
-frozen parameters).
+residual cells), :mod:`~vaezoo.nets.spectral` (spectral norms by power iteration),
+:mod:`~vaezoo.nets.deconv` (latents upsampled to the image's size), :mod:`~vaezoo.nets.codebook`
+and :mod:`~vaezoo.nets.code_map` (VQ-VAE's codebook and its image/code-map networks) and
+:mod:`~vaezoo.nets.state` (evaluation mode, frozen parameters).
 """
 
 from vaezoo.nets.code_map import map_decoder, map_encoder, map_shape
 from vaezoo.nets.codebook import QUANTIZATION, Codebook, CodebookUpdate, Quantization, as_map, as_vectors
 from vaezoo.nets.conv import Batched, ConvDecoder, conv_encoder
+from vaezoo.nets.deconv import deconv_stack, upsampling_factor, vector_to_map
 from vaezoo.nets.hierarchy import FeatureBatchNorm, cat_features, normal_head, per_layer, rung
 from vaezoo.nets.lattice import GainNet, OddConv, OddStack, apply_2d, upsample
 from vaezoo.nets.made import MADE, MaskedLinear
@@ -51,6 +53,7 @@ __all__ = [
     "apply_2d",
     "cat_features",
     "conv_encoder",
+    "deconv_stack",
     "evaluating",
     "frozen",
     "mlp",
@@ -67,4 +70,6 @@ __all__ = [
     "spectral_estimators",
     "spectral_penalty",
     "weight_matrix",
+    "upsampling_factor",
+    "vector_to_map",
 ]
