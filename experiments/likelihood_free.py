@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> None:
         f"seed {study.seed}; {study.n_train} training draws, errors averaged over {study.n_test} test draws. "
         f"Guide `affine_normal` (contains the exact posterior). LFVI: {study.epochs} epochs, batch "
         f"{study.batch_size}, lr {study.lr}, ratio MLP {study.ratio_hidden}, {study.ratio_steps} classifier "
-        f"steps per guide step (ratio lr {study.ratio_lr}) after {study.warmup_steps} warm-up steps; "
+        f"steps before each guide step (ratio lr {study.ratio_lr}), the first preceded by "
+        f"{study.warmup_steps} warm-up steps on the first batch; "
         f"ELBO: {study.elbo_epochs} epochs, same batch and lr.",
         "",
         "| guide fitted by | KL(q ‖ p(z|x)) nats | mean error ‖μ_q − μ_p‖ | cov error ‖Σ_q − Σ_p‖_F "

@@ -1,13 +1,19 @@
-"""Likelihood-free VI (Tran, Ranganath & Blei 2017) on a simulator that is secretly Gaussian."""
+"""Likelihood-free VI (Tran, Ranganath & Blei 2017) on a simulator that is secretly Gaussian; its ratio
+network trained in the adversary step only, resumed exactly, refused where it cannot train."""
+
+import math
 
 import pytest
 import torch
 from torch import nn
 
-from vaezoo import ConfigError
+from vaezoo import CheckpointError, ConfigError, checkpoint, fit
 from vaezoo.analysis import LFVIStudy, lfvi_study
 from vaezoo.distributions import Simulator
 from vaezoo.inference import ELBO, IWAE, LFVI, log_likelihood
+from vaezoo.inference.fit import CHECKPOINT, mean_bound
+from vaezoo.inference.training_step import check_adversary
+from vaezoo.parallel import World
 from vaezoo.registry import build_guide, build_model, build_objective
 
 D, d = 5, 2
@@ -145,23 +151,57 @@ def test_lfvi_recovers_the_posterior_of_the_simulator_longer():
     check_study(LFVIStudy(), 0.1, 0.05)
 
 
-def test_the_ratio_network_trains_only_on_backward_and_never_from_the_guide_loss():
+def ratio_state(objective):
+    """r's weights and Adam moments (cloned), and the update counts."""
+    return {k: v.clone() for k, v in objective.state_dict().items()}
+
+
+def same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_ratio_network_moves_only_in_adversary_step():
     model = simulator()
     guide = model.default_guide()
-    objective = LFVI()
+    objective = LFVI(ratio_steps=2)
     x = model.sample_x(8)
-    objective.differentiable_loss(model, guide, x)  # builds r; no backward, so no update
-    before = [p.detach().clone() for p in objective.ratio_parameters()]
+    record = objective.adversary_step(model, guide, x)
+    assert set(record) == {"ratio_loss"} and math.isfinite(record["ratio_loss"])
+    before = ratio_state(objective)
+    assert int(before["updates"]) == 2 and int(before["warmup_done"]) == 0
+    # Loss, bound and evaluation: the guide's gradient only, no update and no gradient left on r.
     torch.manual_seed(5)
     loss = objective.differentiable_loss(model, guide, x)
+    loss.backward()
     torch.manual_seed(5)
     assert objective.loss(model, guide, x) == pytest.approx(loss.item(), rel=1e-6)
-    assert all(torch.equal(a, b) for a, b in zip(before, objective.ratio_parameters(), strict=True))
-    loss.backward()
-    after = objective.ratio_parameters()
-    assert all(p.grad is None for p in after)  # its own optimizer stepped; no gradient left from the guide
-    assert not all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    objective.bound(model, guide, x)
+    mean_bound(model, guide, objective, x)
+    assert same(before, ratio_state(objective))
+    assert all(p.grad is None for p in objective.ratio_parameters())
     assert all(p.grad is not None for p in guide.parameters())
+    objective.adversary_step(model, guide, x)
+    after = ratio_state(objective)
+    assert int(after["updates"]) == 4
+    assert not torch.equal(before["ratio.0.weight"], after["ratio.0.weight"])
+    assert all(p.grad is None for p in objective.ratio_parameters())  # its own optimizer cleaned up
+
+
+def test_the_warm_up_runs_once_and_is_remembered_by_the_state():
+    model = simulator()
+    guide = model.default_guide()
+    x = model.sample_x(8)
+    objective = LFVI(ratio_warmup=4, ratio_steps=2)
+    objective.adversary_step(model, guide, x)
+    state = ratio_state(objective)
+    assert (int(state["warmup_done"]), int(state["updates"])) == (4, 6)
+    assert all(int(v) == 6 for k, v in state.items() if k.endswith(".step"))  # Adam's own count
+    objective.adversary_step(model, guide, x)
+    assert int(objective.state_dict()["updates"]) == 8
+    resumed = LFVI(ratio_warmup=4, ratio_steps=2)
+    resumed.load_state_dict(state)
+    resumed.adversary_step(model, guide, x)
+    assert (int(resumed.state_dict()["warmup_done"]), int(resumed.state_dict()["updates"])) == (4, 8)
 
 
 def test_state_round_trip():
@@ -169,7 +209,7 @@ def test_state_round_trip():
     guide = model.default_guide()
     objective = LFVI()
     x = model.sample_x(16)
-    objective.differentiable_loss(model, guide, x).backward()
+    objective.adversary_step(model, guide, x)
     state = objective.state_dict()
     assert any(k.startswith("optimizer.") for k in state)
     fresh = LFVI()
@@ -185,11 +225,69 @@ def test_state_round_trip():
     torch.testing.assert_close(fresh.log_ratio(features), objective.log_ratio(features))
 
 
+FAST = {"ratio_hidden": (16,), "ratio_lr": 1e-2, "ratio_steps": 2, "ratio_warmup": 5}
+
+
+def run(out, epochs, seed=0):
+    model = simulator()
+    data = model.sample_x(96)
+    torch.manual_seed(seed)
+    guide = build_guide("affine_normal", model)
+    objective = LFVI(**FAST)
+    history = fit(model, guide, data, objective, epochs=epochs, batch_size=32, lr=1e-2, out=out,
+                  progress=False)
+    return history, guide, objective
+
+
+def test_an_interrupted_fit_resumes_bit_identically(tmp_path):
+    straight, guide, objective = run(tmp_path / "a", 3)
+    run(tmp_path / "b", 1)
+    resumed, guide_b, objective_b = run(tmp_path / "b", 3, seed=99)
+    assert resumed == [{**h, "seconds": r["seconds"]} for h, r in zip(straight, resumed, strict=True)]
+    assert all("ratio_loss" in h for h in straight)
+    for a, b in zip(guide.parameters(), guide_b.parameters(), strict=True):
+        assert torch.equal(a, b)
+    state, state_b = objective.state_dict(), objective_b.state_dict()
+    assert same(state, state_b), "ratio weights, Adam moments and update counts"
+    # The warm-up ran once (in the first of the resumed run's two calls to fit), then 2 updates per step.
+    assert (int(state["warmup_done"]), int(state["updates"])) == (5, 5 + 2 * 3 * 3)
+
+
+def test_a_checkpoint_without_the_ratio_state_is_refused(tmp_path):
+    run(tmp_path, 1)
+    path = tmp_path / CHECKPOINT
+    payload = checkpoint.load(path)
+    saved = payload["state"]["objective"]
+    parts = (("optimizer.", "optimizer state"), ("ratio.", "weights"), ("updates", "update counts"))
+    for drop, says in parts:
+        payload["state"]["objective"] = {k: v for k, v in saved.items() if not k.startswith(drop)}
+        checkpoint.save(path, payload)
+        with pytest.raises(CheckpointError, match=f"lfvi state lacks .*{says}.*--no-resume"):
+            run(tmp_path, 2)
+    del payload["state"]["objective"]
+    checkpoint.save(path, payload)
+    with pytest.raises(CheckpointError, match=r"holds no state of objective 'lfvi'.*--no-resume"):
+        run(tmp_path, 2)
+    with pytest.raises(CheckpointError, match="ratio_hidden it was trained with"):
+        LFVI(ratio_hidden=(8,)).load_state_dict(saved)
+
+
+def test_compiled_and_multi_process_training_are_refused_with_the_alternative():
+    model = simulator()
+    guide = model.default_guide()
+    with pytest.raises(ConfigError, match=r"'lfvi' trains a .*ratio network.*compile=None"):
+        fit(model, guide, model.sample_x(8), LFVI(), epochs=1, compile="fx", progress=False)
+    with pytest.raises(ConfigError, match=r"'lfvi'.*2 processes; train it in one process"):
+        check_adversary(LFVI(), World(rank=0, size=2), None)
+
+
 def test_bad_inputs_get_clear_errors():
     with pytest.raises(ConfigError, match="ratio_hidden"):
         build_objective("lfvi", ratio_hidden=(0,))
     with pytest.raises(ConfigError, match="ratio_lr"):
         build_objective("lfvi", ratio_lr=0.0)
+    with pytest.raises(ConfigError, match="ratio_warmup"):
+        build_objective("lfvi", ratio_warmup=-1)
     model = simulator()
     guide = model.default_guide()
     with pytest.raises(ConfigError, match="NaN"):

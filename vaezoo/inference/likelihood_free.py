@@ -1,4 +1,18 @@
-"""Likelihood-free variational inference: a learned log-ratio r(x, z) stands in for log p(x, z) - log q."""
+"""Likelihood-free variational inference: a learned log-ratio r(x, z) stands in for log p(x, z) - log q.
+
+A guide q(z | x) for a model that can only be *sampled* (a simulator, :mod:`vaezoo.models.implicit`)
+learns in alternation with a classifier r(x, z) between the model's draws and the guide's, ratio
+first as in Tran, Ranganath & Blei's Algorithm 1: :func:`~vaezoo.inference.fit.fit` calls
+:meth:`LFVI.adversary_step` (r's updates, with r's own optimizer) before each gradient step of the
+guide on :meth:`LFVI.differentiable_loss` (r fixed; no side effects). This is the inner-step hook
+of every objective that trains its own network (:func:`~vaezoo.inference.objective.has_adversary`),
+so ``fit`` checkpoints r through :meth:`LFVI.state_dict` and refuses ``compile`` and torchrun, as
+for the discriminators of ``aae`` and ``vae_gan``.
+
+References:
+    - Tran, Ranganath & Blei (2017), Hierarchical Implicit Models and Likelihood-Free Variational
+      Inference, NIPS (Algorithm 1).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +20,11 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from pyro import poutine
 from torch import nn
 
-from vaezoo.errors import ConfigError
+from vaezoo.errors import CheckpointError, ConfigError
+from vaezoo.inference.adversary import discriminator_loss
 from vaezoo.inference.objective import Objective
 from vaezoo.inference.traces import run_pair
 from vaezoo.nets import Activation, mlp
@@ -32,6 +46,10 @@ class LFVIConfig:
     )
     ratio_steps: int = field(
         default=1, metadata={"help": "classifier updates of the ratio network per guide step", "min": 1}
+    )
+    ratio_warmup: int = field(
+        default=0,
+        metadata={"help": "classifier updates before the first guide step (on the first batch)", "min": 0},
     )
 
 
@@ -61,36 +79,36 @@ class LFVI(Objective):
 
     with q(x) the data distribution. The ratio r(x, z) ~ log p(x, z) - log q(x, z) is an MLP on
     (x, z) flattened and concatenated, trained as a logistic classifier (their Eq. 5, the log loss
-    ``E_p[softplus(-r)] + E_q[softplus(r)]``, minimized at the true log ratio) between draws
-    (x, z) ~ p, the model run unconditioned (its simulator sampled, never scored), and draws
-    (x_n, z) with x_n from the batch and z ~ q(z | x_n). The guide's loss is ``-mean r(x_n, z)``
-    with reparameterized z, so its gradient is ``E[grad_z r * dz/dlambda]`` through the ratio
-    network. The model's density is never evaluated (:attr:`needs_likelihood` is False), so this
-    objective trains the guide of a simulator (:mod:`vaezoo.models.implicit`).
+    ``E_p[softplus(-r)] + E_q[softplus(r)]``, minimized at the true log ratio). The model's density
+    is never evaluated (:attr:`needs_likelihood` is False).
 
-    The alternation lives in the objective, so :func:`~vaezoo.inference.fit` needs nothing new.
-    :meth:`differentiable_loss` computes the guide's loss with the ratio network's current weights
-    (frozen copies: no gradient reaches the ratio network) and registers a hook on that loss: when
-    it is backpropagated, ``ratio_steps`` classifier steps (:meth:`ratio_step`, with the objective's
-    own Adam) run on detached samples, the first on the z just drawn. So the value returned is the
-    one r gave before its update, and :meth:`loss`, :meth:`bound` and evaluation (never
-    backpropagated) leave the ratio network alone. The network is built at the first batch (its
-    input size is x's plus the latents'); :meth:`state_dict` holds it and its optimizer, which
-    :func:`~vaezoo.inference.fit` checkpoints. :meth:`ratio_step` is public, to warm the classifier
-    up before training or to drive it from an outer loop (a generic inner-step hook).
+    **What happens when**, in :func:`~vaezoo.inference.fit.fit`, for each batch x:
+
+    - :meth:`adversary_step` first: on its first call only, ``ratio_warmup`` classifier updates on
+      that batch (how many were taken is part of :meth:`state_dict`, so a resumed run does not warm
+      up again); then ``ratio_steps`` updates (:meth:`ratio_step`, the objective's own Adam at
+      ``ratio_lr``), each on fresh model draws against fresh draws z ~ q(z | x_n). It returns
+      ``{"ratio_loss": ...}``, the mean log loss before each of those updates (2 log 2 = 1.386 for
+      a classifier at chance), which ``fit`` averages per epoch.
+    - then :meth:`differentiable_loss`, ``-mean r(x_n, z)`` with reparameterized z and r's weights
+      detached, so its gradient E[grad_z r * dz/dlambda] reaches the guide only. It, :meth:`loss`,
+      :meth:`bound` and evaluation never change r (the network is built, untrained, at the first
+      batch if no step has built it: its input size is x's plus the latents').
 
     :meth:`per_datapoint` is ``mean_j r(x, z_j)``: an estimate of ELBO(x) - log q(x), not a bound on
     log p(x); when the data are draws from the model (q(x) = p(x)) it estimates
     -KL(q(z | x) || p(z | x)). ``ratio``: a module of your own mapping features ``(..., F)`` to
     ``(..., 1)``, e.g. an exact log ratio for testing (with no parameters it is never updated).
 
-    Deviations from the paper: the global variables beta are point values (model parameters, see
-    :class:`~vaezoo.models.implicit.HierarchicalImplicitModel`), so r takes (x_n, z_n) only and
+    **Deviations from the paper**: the global variables beta are point values (model parameters,
+    see :class:`~vaezoo.models.implicit.HierarchicalImplicitModel`), so r takes (x_n, z_n) only and
     there is no q(beta); the model's parameters receive no gradient (the paper's update of the
-    simulator's parameters through the ratio is not implemented); the ratio update follows the
-    guide's loss within a step rather than preceding it (Algorithm 1 updates r first), so
-    :meth:`loss` and :meth:`differentiable_loss` agree on the same random numbers. Under torchrun each process
-    trains its own ratio network (not averaged across processes; untested).
+    simulator's parameters through the ratio is not implemented); the ``ratio_steps`` updates reuse
+    the batch's x_n with fresh z and fresh model draws rather than new batches; the warm-up is ours
+    (off by default). Training runs eagerly in one process (``fit`` refuses ``compile`` and
+    torchrun, whose ranks would train diverging copies of r). The ratio network is not
+    :class:`~vaezoo.inference.adversary.Adversary`'s discriminator: r's activation is configurable
+    (tanh by default, a smooth grad_z r for the guide) and a module of your own may take its place.
 
     References:
         - Tran, Ranganath & Blei (2017), Hierarchical Implicit Models and Likelihood-Free Variational
@@ -109,6 +127,8 @@ class LFVI(Objective):
         self.ratio = ratio
         self._optimizer: torch.optim.Optimizer | None = None
         self._names: list[str] | None = None  # the sites whose values are r's input, in order
+        self._warmed = 0  # warm-up updates taken by adversary_step
+        self._updates = 0  # classifier updates taken in all
 
     # -- the ratio network ---------------------------------------------------------------------
 
@@ -137,16 +157,15 @@ class LFVI(Objective):
     def log_ratio(self, features: torch.Tensor, frozen: bool = False) -> torch.Tensor:
         """r at ``features`` ``(..., F)``, shape ``(...)``; ``frozen``: no gradient to r's weights."""
         net = self.ratio_network(features)
-        if frozen and torch.is_grad_enabled() and self.ratio_parameters():
-            # Copies, so the ratio step that follows in-place cannot corrupt this graph.
-            weights = {n: p.detach().clone() for n, p in net.named_parameters()}
+        if frozen:
+            weights = {n: p.detach() for n, p in net.named_parameters()}
             return torch.func.functional_call(net, weights, (features,)).squeeze(-1)
         return net(features).squeeze(-1)
 
     def ratio_loss(self, p_features: torch.Tensor, q_features: torch.Tensor) -> torch.Tensor:
         """The classifier's log loss E_p[-log sigmoid(r)] + E_q[-log(1 - sigmoid(r))], minimized by
         r = log p - log q; the two samples are weighted equally whatever their sizes."""
-        return F.softplus(-self.log_ratio(p_features)).mean() + F.softplus(self.log_ratio(q_features)).mean()
+        return discriminator_loss(self.log_ratio(p_features), self.log_ratio(q_features))
 
     def model_features(self, model, x: torch.Tensor) -> torch.Tensor:
         """(x, z) ~ p drawn by running ``model`` unconditioned for ``len(x)`` rows, shape ``(len(x), F)``."""
@@ -162,13 +181,12 @@ class LFVI(Objective):
             pair = self._pair(model, guide, x)
             return site_features(pair.model_sites, self._names, pair.num_particles, x.shape[0])
 
-    def ratio_step(self, model, guide, x: torch.Tensor, q_features: torch.Tensor | None = None):
-        """One classifier update of r on fresh model draws against guide draws on ``x`` (or the given
-        ``q_features``); returns the log loss before the update, detached."""
-        if q_features is None:
-            q_features = self.guide_features(model, guide, x)
+    def ratio_step(self, model, guide, x: torch.Tensor) -> torch.Tensor:
+        """One classifier update of r on fresh guide draws on ``x`` against as many fresh model draws;
+        returns the log loss before the update, detached."""
+        q_features = self.guide_features(model, guide, x)
         p_features = self.model_features(model, x)
-        q_features = q_features.detach().reshape(-1, q_features.shape[-1])
+        q_features = q_features.reshape(-1, q_features.shape[-1])
         self.ratio_network(q_features)
         params = self.ratio_parameters()
         if not params:
@@ -181,7 +199,20 @@ class LFVI(Objective):
             p.grad = g
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        self._updates += 1
         return loss.detach()
+
+    def adversary_step(self, model, guide, x: torch.Tensor, progress: float = math.inf) -> dict[str, float]:
+        """The warm-up still owed (``ratio_warmup`` updates, on the first call), then ``ratio_steps``
+        updates of r on the batch ``x``; ``{"ratio_loss": mean log loss before those updates}``, or
+        nothing for a ratio of your own without trainable parameters."""
+        if self.ratio is not None and not self.ratio_parameters():
+            return {}
+        while self._warmed < self.config.ratio_warmup:
+            self.ratio_step(model, guide, x)
+            self._warmed += 1
+        losses = [self.ratio_step(model, guide, x).item() for _ in range(self.config.ratio_steps)]
+        return {"ratio_loss": sum(losses) / len(losses)}
 
     # -- the objective -------------------------------------------------------------------------
 
@@ -227,52 +258,60 @@ class LFVI(Objective):
         finally:
             self._names = saved
 
-    def _guide_term(self, model, guide, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def per_datapoint(self, model, guide, x: torch.Tensor, latent_weight: float = 1.0) -> torch.Tensor:
+        """mean_j r(x, z_j), z_j ~ q(z | x): ELBO(x) - log q(x) up to r's error, differentiable in the
+        guide's parameters only. ``latent_weight`` is ignored: r does not split into a latent and an
+        observed term. :meth:`differentiable_loss` is minus its batch mean."""
         pair = self._pair(model, guide, x)
         features = site_features(pair.model_sites, self._names, pair.num_particles, x.shape[0])
-        return self.log_ratio(features, frozen=True).mean(0), features.detach()
-
-    def per_datapoint(self, model, guide, x: torch.Tensor, latent_weight: float = 1.0) -> torch.Tensor:
-        """mean_j r(x, z_j), z_j ~ q(z | x): ELBO(x) - log q(x) up to r's error. ``latent_weight`` is
-        ignored: r does not split into a latent and an observed term."""
-        return self._guide_term(model, guide, x)[0]
-
-    def differentiable_loss(self, model, guide, x: torch.Tensor, progress: float = math.inf) -> torch.Tensor:
-        value, q_features = self._guide_term(model, guide, x)
-        loss = -value.mean()
-        if loss.requires_grad and self.ratio_parameters():
-
-            def update(grad: torch.Tensor) -> None:
-                for i in range(self.config.ratio_steps):
-                    self.ratio_step(model, guide, x, q_features if i == 0 else None)
-
-            loss.register_hook(update)
-        return loss
+        return self.log_ratio(features, frozen=True).mean(0)
 
     # -- state ---------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """The ratio network (``ratio.*``) and its Adam moments (``optimizer.<i>.<key>``), flat."""
-        if self.ratio is None:
-            return {}
-        state = {f"ratio.{k}": v for k, v in self.ratio.state_dict().items()}
+        """Flat: the update counts (``warmup_done``, ``updates``), the ratio network (``ratio.*``) and
+        its Adam moments (``optimizer.<i>.<key>``) once they exist."""
+        state = {"warmup_done": torch.tensor(self._warmed), "updates": torch.tensor(self._updates)}
+        if self.ratio is not None:
+            state.update({f"ratio.{k}": v for k, v in self.ratio.state_dict().items()})
         if self._optimizer is not None:
             for i, entry in self._optimizer.state_dict()["state"].items():
                 state.update({f"optimizer.{i}.{k}": v for k, v in entry.items()})
         return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`state_dict`'s output; a missing part is a :class:`CheckpointError` with the fix."""
         net = {k[len("ratio."):]: v for k, v in state.items() if k.startswith("ratio.")}
-        if not net:
-            return
-        if self.ratio is None:
-            self.ratio_network(width=net["0.weight"].shape[1]).to(net["0.weight"].device)
-        self.ratio.load_state_dict(net)
         moments: dict[int, dict[str, torch.Tensor]] = {}
         for k, v in state.items():
             if k.startswith("optimizer."):
                 _, i, key = k.split(".", 2)
                 moments.setdefault(int(i), {})[key] = v.clone()  # Adam would share, then update, them
+        trained = int(state.get("updates", 0)) > 0
+        missing = [what for what, gone in (
+            ("its update counts (warmup_done, updates)", not {"warmup_done", "updates"} <= state.keys()),
+            ("the ratio network's weights", trained and not net),
+            ("the ratio network's optimizer state", trained and not moments),
+        ) if gone]
+        if missing:
+            raise CheckpointError(
+                f"the checkpoint's lfvi state lacks {' and '.join(missing)} (parts found: "
+                f"{sorted({k.split('.')[0] for k in state})}), so its ratio network cannot resume exactly; "
+                "start over with --no-resume (Python: resume=False) or another --out"
+            )
+        self._warmed, self._updates = int(state["warmup_done"]), int(state["updates"])
+        if not net:
+            return
+        try:
+            if self.ratio is None:
+                self.ratio_network(width=net["0.weight"].shape[1]).to(net["0.weight"].device)
+            self.ratio.load_state_dict(net)
+        except (RuntimeError, KeyError) as e:
+            first = (str(e).strip().splitlines() or [""])[0]
+            raise CheckpointError(
+                f"the checkpoint's lfvi ratio network does not fit this configuration ({first}); use the "
+                "ratio_hidden it was trained with, or start over with --no-resume"
+            ) from None
         if moments:
             optimizer = self.ratio_optimizer()
             saved = optimizer.state_dict()

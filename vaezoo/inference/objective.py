@@ -92,10 +92,11 @@ class Objective:
         ``guide`` on batches like ``x``; objectives that take any pair have nothing to check."""
 
     def adversary_step(self, model, guide, x: torch.Tensor, progress: float = math.inf) -> dict[str, float]:
-        """Train the objective's own adversary (a discriminator) on the batch ``x`` with its own
-        optimizer, before the model and guide take their step on the same batch; return named
-        numbers (e.g. ``{"discriminator_loss": ...}``) that :func:`~vaezoo.inference.fit.fit` averages
-        over each epoch into its record. Objectives without an adversary have nothing to do."""
+        """Train the objective's own adversary (a discriminator, lfvi's ratio network) on the batch
+        ``x`` with its own optimizer, before the model and guide take their step on the same batch;
+        return named numbers (e.g. ``{"discriminator_loss": ...}``) that
+        :func:`~vaezoo.inference.fit.fit` averages over each epoch into its record. Objectives without
+        an adversary have nothing to do."""
         return {}
 
     def log_weights(self, model, guide, x: torch.Tensor, latent_weight: float = 1.0) -> torch.Tensor:

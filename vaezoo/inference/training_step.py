@@ -94,14 +94,14 @@ def check_adversary(objective, w: World, compile: str | None) -> None:
     name = getattr(type(objective), "registry_name", type(objective).__name__)
     if compile:
         raise ConfigError(
-            f"objective {name!r} trains a discriminator of its own between steps, which compile={compile!r} "
-            "cannot follow (a traced graph would freeze the discriminator's weights); train it eagerly: "
+            f"objective {name!r} trains a discriminator (or ratio network) of its own between steps, which "
+            f"compile={compile!r} cannot follow (a traced graph would freeze its weights); train it eagerly: "
             "compile=None (vaezoo train --compile none)"
         )
     if w.size > 1:
         raise ConfigError(
-            f"objective {name!r} trains a discriminator of its own, which is not synchronized across "
-            f"{w.size} processes; train it in one process (without torchrun)"
+            f"objective {name!r} trains a discriminator (or ratio network) of its own, which is not "
+            f"synchronized across {w.size} processes; train it in one process (without torchrun)"
         )
 
 
