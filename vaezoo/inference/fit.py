@@ -103,8 +103,8 @@ def fit(
     optimizer, RNG states, history, ``meta``), so an interrupted run loses at most the epoch in
     flight; calling ``fit`` again with the same settings and ``resume=True`` continues from it.
 
-    An objective with an inner adversary step (``objective.adversary_step``, e.g. the discriminator
-    of ``aae`` and ``vae_gan``) takes that step, with its own optimizer, before each step of model
+    An objective with an inner adversary step (``objective.adversary_step``: the discriminators
+    of ``aae`` and ``vae_gan``, the ratio network of ``lfvi``) takes that step, with its own optimizer, before each step of model
     and guide on the same batch; the numbers it returns are averaged into each epoch's record, and
     what it owns (discriminator, optimizer) is checkpointed through ``objective.state_dict()``. Such
     objectives train eagerly in one process (``compile`` and torchrun are refused).
