@@ -8,7 +8,8 @@ reconstruction term -log p(x | z_q), the codes in use, and the bound
 -log p(x) <= -log p(x | z_q) - log p(z_q) in nats per image with the uniform prior (stage 1) and with
 the PixelCNN prior (stage 2). ``--reference`` also trains the ``vae`` model for the same number of
 epochs in the same run and reports its test ELBO and IS NLL (k = ``--k``). Writes ``OUT/vqvae-K<K>.json``
-(and ``OUT/vae-reference.json``); ``report`` turns them into ``OUT/results.md``.
+(and ``OUT/vae-reference.json``); ``report`` turns them into ``OUT/results.md``, with a table of the
+peers' ``OUT/peer-*.json`` (``benchmarks/peers/pythae/evaluate_vqvae.py``) when there are any.
 
     OMP_NUM_THREADS=1 python experiments/vqvae.py --out docs/vqvae train --sizes 16 64 256 --epochs 2 \
         --prior-epochs 2 --reference
@@ -166,8 +167,38 @@ def report(args) -> None:
         for r in runs:
             lines.append(f"- K = {r['codebook_size']}: VQ-VAE bound / VAE IS NLL = "
                          f"{r['nll_bound_pixelcnn'] / v['nll_is']:.3f}")
+    lines += peer_rows(out, runs)
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def peer_rows(out: Path, runs: list[dict]) -> list[str]:
+    """A table of the peers' ``peer-*.json`` (benchmarks/peers/) beside vaezoo's stage 1 at the same K."""
+    peers = sorted((json.loads(p.read_text()) for p in out.glob("peer-*.json")),
+                   key=lambda r: (r["codebook_size"], r["label"]))
+    if not peers:
+        return []
+    lines = ["", "## Peers (stage 1 only: no learned prior)", "",
+             "Same networks, data, code map, K, commitment, epochs, batch and lr; trained by the peer's "
+             "own code (`benchmarks/peers/`), scored by vaezoo on the ported weights after a port check "
+             "(same codes and losses as the peer's own on 100 test images). Seconds come from separate "
+             "runs on a shared machine: not a speed comparison.", "",
+             "| K | implementation | epochs | codes used | perplexity | MSE / pixel | -log p(x given z_q) "
+             "| bound, uniform prior | stage 1 s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+
+    def row(r: dict, label: str, seconds: float) -> str:
+        return (f"| {r['codebook_size']} | {label} | {r['config']['epochs']} | {r['codes_used']} "
+                f"| {r['perplexity']:.1f} | {r['mse_per_pixel']:.4f} | {r['recon_nll']:.2f} "
+                f"| {r['nll_bound_uniform']:.2f} | {seconds:.0f} |")
+
+    ours = {r["codebook_size"]: r for r in runs}
+    for r in peers:
+        if r["codebook_size"] in ours:
+            v = ours.pop(r["codebook_size"])
+            lines.append(row(v, f"vaezoo `vqvae` + `vq` ({v['config']['update']})", v["stage1_seconds"]))
+        lines.append(row(r, r["label"], r["train_seconds"]))
+    return lines
 
 
 def main() -> None:

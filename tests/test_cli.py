@@ -128,6 +128,7 @@ BENCHMARKS = {
     "step_time_mvae.py": ["--smoke"],
     "step_time_flows.py": ["--smoke"],
     "step_time_adversarial.py": ["--smoke"],
+    "step_time_objectives.py": ["--smoke"],
 }
 
 
