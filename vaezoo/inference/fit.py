@@ -104,10 +104,11 @@ def fit(
     flight; calling ``fit`` again with the same settings and ``resume=True`` continues from it.
 
     An objective with an inner adversary step (``objective.adversary_step``: the discriminators
-    of ``aae`` and ``vae_gan``, the ratio network of ``lfvi``) takes that step, with its own optimizer, before each step of model
-    and guide on the same batch; the numbers it returns are averaged into each epoch's record, and
-    what it owns (discriminator, optimizer) is checkpointed through ``objective.state_dict()``. Such
-    objectives train eagerly in one process (``compile`` and torchrun are refused).
+    of ``aae`` and ``vae_gan``, the ratio network of ``lfvi``) takes that step, with its own
+    optimizer, before each step of model and guide on the same batch; the numbers it returns are
+    averaged into each epoch's record, and what it owns (network, optimizer) is checkpointed through
+    ``objective.state_dict()``. Such objectives train eagerly in one process (``compile`` and
+    torchrun are refused).
 
     ``progress`` shows a progress bar per epoch, ``verbose`` prints one summary line per epoch.
 
