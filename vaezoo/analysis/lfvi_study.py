@@ -13,6 +13,7 @@ from vaezoo.inference.elbo import ELBO
 from vaezoo.inference.fit import fit
 from vaezoo.inference.likelihood_free import LFVI
 from vaezoo.models.implicit import ImplicitGaussian
+from vaezoo.nets import frozen
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,6 @@ def lfvi_study(study: LFVIStudy = LFVIStudy()) -> LFVIStudyResult:
     s = study
     torch.manual_seed(s.seed)
     model = ImplicitGaussian(x_shape=(s.x_dim,), z_dim=s.z_dim, noise_scale=s.noise_scale, seed=s.seed)
-    model.requires_grad_(False)  # the simulator is the truth; only guides are fitted
     twin = model.gaussian_twin()
     train, test = model.sample_x(s.n_train), model.sample_x(s.n_test)
     exact = twin.posterior(test)
@@ -79,16 +79,21 @@ def lfvi_study(study: LFVIStudy = LFVIStudy()) -> LFVIStudyResult:
     objective = LFVI(ratio_hidden=s.ratio_hidden, ratio_steps=s.ratio_steps, ratio_lr=s.ratio_lr,
                      ratio_warmup=s.warmup_steps)
     t0 = time.perf_counter()
-    fit(model, guide, train, objective, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, seed=s.seed,
-        progress=False)
+    # The simulator is the truth; only guides are fitted. requires_grad_(False) alone does not last:
+    # running a PyroModule outside vaezoo's objectives (sample_x) registers its parameters in Pyro's
+    # param store, which turns their gradients back on; frozen() holds them off for the whole fit.
+    with frozen(model):
+        fit(model, guide, train, objective, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr,
+            seed=s.seed, progress=False)
     seconds["lfvi"] = time.perf_counter() - t0
     errors["lfvi"] = posterior_error(guide.site_dists(test), exact)
     guides["lfvi"] = guide
 
     guide = AffineNormal(model)
     t0 = time.perf_counter()
-    fit(twin, guide, train, ELBO(), epochs=s.elbo_epochs, batch_size=s.batch_size, lr=s.lr, seed=s.seed,
-        progress=False)
+    with frozen(twin):
+        fit(twin, guide, train, ELBO(), epochs=s.elbo_epochs, batch_size=s.batch_size, lr=s.lr,
+            seed=s.seed, progress=False)
     seconds["elbo"] = time.perf_counter() - t0
     errors["elbo"] = posterior_error(guide.site_dists(test), exact)
     guides["elbo"] = guide
