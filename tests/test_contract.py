@@ -39,6 +39,9 @@ SMALL["nvae"] = {
 SMALL["implicit_gaussian"] = {"x_shape": (4,)}
 SMALL["pixel_vae"] = {"x_shape": (1, 4, 4), "z_dim": 3, "upsample_channels": (4,), "condition_channels": 2,
                       "layers": 2, "kernel_size": 3, "channels": 4}
+SMALL["sequential_vae"] = {"x_shape": (1, 6, 6), "steps": 2, "z_dim": 3, "hidden": (8,)}
+SMALL["multistage_vae"] = {"x_shape": (1, 6, 6), "z_dim": 3, "channels": (4,), "refine_channels": 4,
+                           "refine_blocks": 1}
 
 
 def test_every_model_has_a_small_config_here():

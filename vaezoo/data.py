@@ -23,6 +23,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import math
 import os
 import shutil
 from collections.abc import Iterator
@@ -37,7 +38,10 @@ from vaezoo import sprites
 from vaezoo.errors import DataError
 from vaezoo.files import atomic_write
 
-Binarize = Literal["dynamic", "static", "none"]
+Binarize = Literal["dynamic", "static", "none", "dequantize"]
+BINARIZE = ("dynamic", "static", "none", "dequantize")
+#: Grey levels of an 8-bit image: uniform dequantization spreads level k over [k, k + 1) / LEVELS.
+LEVELS = 256
 IDX_FILES = (
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",
@@ -189,6 +193,10 @@ class ImageData(Dataset):
       grey level as probability (the literature's dynamically binarized MNIST).
     - ``"static"``: one such draw made once with ``seed``, then fixed.
     - ``"none"``: grey levels / 255.
+    - ``"dequantize"``: every time an image is served, (grey level + u) / 256 with u ~ U(0, 1) fresh
+      per pixel (uniform dequantization, Theis, van den Oord & Bethge 2016), so a density model of
+      the real-valued pixels bounds the discrete model's log-likelihood; :func:`bits_per_dim`
+      turns its log density into bits per dimension.
 
     Indexing with a list or tensor of indices returns a whole batch at once, which
     :func:`batches` uses to avoid per-item overhead. ``source`` names the folder the images were
@@ -200,8 +208,8 @@ class ImageData(Dataset):
     def __init__(
         self, images: torch.Tensor, labels: torch.Tensor, binarize: Binarize = "dynamic", seed: int = 0
     ):
-        if binarize not in ("dynamic", "static", "none"):
-            raise DataError(f"binarize must be 'dynamic', 'static' or 'none', got {binarize!r}")
+        if binarize not in BINARIZE:
+            raise DataError(f"binarize must be one of {', '.join(BINARIZE)}, got {binarize!r}")
         self.images = images.unsqueeze(1) if images.dim() == 3 else images
         self.labels = labels
         self.binarize = binarize
@@ -219,6 +227,9 @@ class ImageData(Dataset):
     def __getitem__(self, index):
         if self.binarize == "static":
             return self.fixed[index], self.labels[index]
+        if self.binarize == "dequantize":
+            grey = self.images[index].float()
+            return (grey + torch.rand_like(grey)) / LEVELS, self.labels[index]
         x = self.images[index].float() / 255
         if self.binarize == "dynamic":
             x = torch.bernoulli(x)
@@ -239,8 +250,8 @@ def load(
     if split not in ("train", "test"):
         raise DataError(f"split must be 'train' or 'test', got {split!r}")
     if name in GENERATED:
-        if binarize not in ("dynamic", "static", "none"):
-            raise DataError(f"binarize must be 'dynamic', 'static' or 'none', got {binarize!r}")
+        if binarize not in BINARIZE:
+            raise DataError(f"binarize must be one of {', '.join(BINARIZE)}, got {binarize!r}")
         images = ImageData(*GENERATED[name](split), binarize="none")
         images.source = f"generated:{name}"
         return images
@@ -320,6 +331,24 @@ def _batches(
         return
     loader = DataLoader(data, batch_size=batch_size, sampler=order.tolist())
     yield from _batches(loader, batch_size, False, None)
+
+
+def bits_per_dim(log_density: torch.Tensor | float, num_dims: int, levels: int = LEVELS) -> torch.Tensor:
+    """Bits per dimension of dequantized data from its log density in nats: ``-(log p(y) - D log levels)
+    / (D log 2)``.
+
+    For y = (k + u) / levels with u ~ U(0, 1)^D (``binarize="dequantize"``), the discrete
+    probability of the levels k is at least exp(E_u[log p(y) - D log levels]) (Theis et al. 2016), so
+    the average of this quantity over dequantized data is an upper bound on the discrete model's
+    bits per dimension. A density uniform on [0, 1]^D gives exactly log2(levels) (8 bits at 256 levels).
+
+    :param log_density: log p(y) per image, in nats (a tensor of any shape, or a float).
+    :param num_dims: D, the number of values in one image (e.g. 784 for MNIST).
+    """
+    if num_dims < 1 or levels < 2:
+        raise DataError(f"bits_per_dim needs num_dims >= 1 and levels >= 2, got {num_dims} and {levels}")
+    log_density = torch.as_tensor(log_density, dtype=torch.float64)
+    return -(log_density - num_dims * math.log(levels)) / (num_dims * math.log(2))
 
 
 def num_batches(data, batch_size: int) -> int:

@@ -51,7 +51,8 @@ def subset(data, n: int):
 def test_split(dataset: str, binarize: str, data_dir: str | None, download: bool, size: int):
     from vaezoo import data
 
-    test_binarize = "none" if binarize == "none" else "static"
+    # Real-valued test sets keep the training set's form; binary ones are binarized once, seeded.
+    test_binarize = binarize if binarize in ("none", "dequantize") else "static"
     return subset(data.load(dataset, "test", test_binarize, data_dir, download, seed=EVAL_SEED), size)
 
 

@@ -24,7 +24,10 @@ class TrainConfig(Checked):
         default=None, metadata={"help": "folder of the IDX files (else VAEZOO_DATA, ...)"}
     )
     download: bool = field(default=False, metadata={"help": "download the data set if it is not found"})
-    binarize: Literal["dynamic", "static", "none"] = "dynamic"
+    binarize: Literal["dynamic", "static", "none", "dequantize"] = field(
+        default="dynamic",
+        metadata={"help": "dynamic/static binary; none: grey/255; dequantize: (grey + U(0,1)) / 256"},
+    )
     epochs: int = field(default=10, metadata={"help": "passes over the training set", "min": 1})
     batch_size: int = field(default=100, metadata={"help": "images per optimizer step", "min": 1})
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate", "above": 0})

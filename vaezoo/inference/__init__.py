@@ -29,10 +29,12 @@ from vaezoo.inference.iwae import IWAE, IWAEConfig
 from vaezoo.inference.likelihood_free import LFVI, LFVIConfig
 from vaezoo.inference.messengers import ScaleLatents, ScaleObserved
 from vaezoo.inference.multimodal_elbo import MultimodalELBO, MultimodalELBOConfig, training_subsets
+from vaezoo.inference.multistage import MultiStage, MultiStageConfig
 from vaezoo.inference.nvae_elbo import NVAEObjective, NVAEObjectiveConfig, balance_coefficients, group_kls
 from vaezoo.inference.objective import Objective
 from vaezoo.inference.potential import log_joint
 from vaezoo.inference.score_function import NonReparam, Reparam, ScoreFunction, ScoreFunctionConfig
+from vaezoo.inference.stepwise import Stepwise, StepwiseConfig
 from vaezoo.inference.traces import PairTrace, run_pair
 from vaezoo.inference.vae_gan import VAEGAN, VAEGANConfig
 from vaezoo.inference.vq_objective import VQ, VQConfig, quantizations, site_quantizations
@@ -106,4 +108,8 @@ __all__ = [
     "NVAEObjectiveConfig",
     "balance_coefficients",
     "group_kls",
+    "Stepwise",
+    "StepwiseConfig",
+    "MultiStage",
+    "MultiStageConfig",
 ]

@@ -70,7 +70,13 @@ class ELBO(Objective):
         """The estimate's term of every particle and datapoint of ``pair``, shape ``(k, batch)``:
         log p(x | z) - KL(q || p) per latent site where the closed form applies, else
         log p(z) - log q(z | x); their mean over particles is :meth:`per_datapoint`."""
-        total = sum(pair.log_p(name) for name in pair.observed)
+        return self.latent_terms(pair, sum(pair.log_p(name) for name in pair.observed))
+
+    def latent_terms(self, pair: PairTrace, start: torch.Tensor | float = 0.0) -> torch.Tensor:
+        """``start`` plus the latent part of :meth:`particle_terms`, shape ``(k, batch)``: minus
+        KL(q || p) of every latent site where the closed form applies, else log p(z) - log q(z | x).
+        Objectives that score x their own way add their terms as ``start``."""
+        total = start
         for name in pair.latent:
             kl = pair.analytic_kl(name) if self.config.analytic_kl else None
             total = total - kl if kl is not None else total + pair.log_p(name) - pair.log_q(name)

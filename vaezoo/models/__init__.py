@@ -12,9 +12,11 @@ from vaezoo.models.implicit import HierarchicalImplicitModel, ImplicitGaussian
 from vaezoo.models.ladder import LadderVAE, LadderVAEConfig
 from vaezoo.models.linear_gaussian import LinearGaussian, LinearGaussianConfig
 from vaezoo.models.markov_hvae import MarkovHVAE, MarkovHVAEConfig
+from vaezoo.models.multistage_vae import MultiStageVAE, MultiStageVAEConfig
 from vaezoo.models.mvae import MVAE, MVAEConfig
 from vaezoo.models.nvae import NVAE, NVAEConfig
 from vaezoo.models.pixel_vae import PixelVAE, PixelVAEConfig
+from vaezoo.models.sequential_vae import SequentialVAE, SequentialVAEConfig
 from vaezoo.models.vae import VAE, VAEConfig
 from vaezoo.models.vlae import VLAE, VLAEConfig
 from vaezoo.models.vqvae import VQVAE, VQVAEConfig
@@ -50,4 +52,8 @@ __all__ = [
     "sample_model",
     "HierarchicalImplicitModel",
     "ImplicitGaussian",
+    "SequentialVAE",
+    "SequentialVAEConfig",
+    "MultiStageVAE",
+    "MultiStageVAEConfig",
 ]

@@ -8,10 +8,9 @@ from typing import Literal
 import pyro
 import pyro.distributions as dist
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from vaezoo.distributions import bernoulli
+from vaezoo.distributions import pixel_likelihood
 from vaezoo.models.base import LatentVariableModel, x_shape_field
 from vaezoo.nets import Activation, mlp
 from vaezoo.registry import register_model
@@ -25,8 +24,9 @@ class VAEConfig:
         default=(200, 200), metadata={"help": "decoder hidden widths, from z up", "min": 1}
     )
     activation: Activation = "tanh"
-    likelihood: Literal["bernoulli", "gaussian"] = field(
-        default="bernoulli", metadata={"help": "bernoulli for binary data, gaussian for real-valued"}
+    likelihood: Literal["bernoulli", "gaussian", "laplace"] = field(
+        default="bernoulli",
+        metadata={"help": "bernoulli for binary data; gaussian (l2) or laplace (l1) for real-valued"},
     )
 
 
@@ -39,6 +39,7 @@ class VAE(LatentVariableModel):
         z ~ N(0, I_{z_dim})
         x ~ Bernoulli(logits = f(z))           likelihood="bernoulli"
         x ~ N(f(z), diag(sigma^2))             likelihood="gaussian", sigma a learned per-pixel scale
+        x ~ Laplace(f(z), b)                   likelihood="laplace", b a learned per-pixel scale
 
     with f an MLP ``z_dim -> hidden... -> prod(x_shape)``. With the defaults (two layers of 200 tanh
     units, z_dim=50) it is the one-stochastic-layer architecture of Burda et al. (2016).
@@ -56,7 +57,7 @@ class VAE(LatentVariableModel):
         config = self.config
         self.z_dim = config.z_dim
         self.decoder = mlp((config.z_dim, *config.hidden, self.x_numel), config.activation)
-        if config.likelihood == "gaussian":
+        if config.likelihood != "bernoulli":
             self.raw_scale = nn.Parameter(torch.zeros(self.x_shape))
 
     def default_guide_config(self) -> dict:
@@ -68,9 +69,8 @@ class VAE(LatentVariableModel):
 
     def x_dist(self, z: torch.Tensor) -> dist.Distribution:
         out = self.decoder(z).reshape(*z.shape[:-1], *self.x_shape)
-        if self.config.likelihood == "bernoulli":
-            return bernoulli(out, len(self.x_shape))
-        return dist.Normal(out, F.softplus(self.raw_scale) + 1e-3).to_event(len(self.x_shape))
+        scale = getattr(self, "raw_scale", None)
+        return pixel_likelihood(self.config.likelihood, out, scale, len(self.x_shape))
 
     @property
     def binary_data(self) -> bool:

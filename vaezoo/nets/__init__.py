@@ -7,7 +7,8 @@ One module per family of builders: :mod:`~vaezoo.nets.mlp` (perceptrons, named a
 :mod:`~vaezoo.nets.made` (masked autoregressive networks for flows), :mod:`~vaezoo.nets.pixelcnn`
 (masked convolutions for autoregressive image models), :mod:`~vaezoo.nets.residual` (NVAE's
 residual cells), :mod:`~vaezoo.nets.spectral` (spectral norms by power iteration),
-:mod:`~vaezoo.nets.deconv` (latents upsampled to the image's size), :mod:`~vaezoo.nets.codebook`
+:mod:`~vaezoo.nets.deconv` (latents upsampled to the image's size), :mod:`~vaezoo.nets.refine`
+(residual image-to-image refinement), :mod:`~vaezoo.nets.codebook`
 and :mod:`~vaezoo.nets.code_map` (VQ-VAE's codebook and its image/code-map networks) and
 :mod:`~vaezoo.nets.state` (evaluation mode, frozen parameters).
 """
@@ -21,6 +22,7 @@ from vaezoo.nets.lattice import GainNet, OddConv, OddStack, apply_2d, upsample
 from vaezoo.nets.made import MADE, MaskedLinear
 from vaezoo.nets.mlp import ACTIVATIONS, Activation, activation, mlp
 from vaezoo.nets.pixelcnn import GatedMaskedLayer, MaskedConv2d, PixelCNN, ReceptiveField, receptive_field
+from vaezoo.nets.refine import Refiner, ResidualBlock
 from vaezoo.nets.residual import EncoderCell, GenerativeCell, ResidualCell, SqueezeExcitation
 from vaezoo.nets.spectral import SpectralNorms, spectral_estimators, spectral_penalty, weight_matrix
 from vaezoo.nets.state import evaluating, frozen
@@ -72,4 +74,6 @@ __all__ = [
     "weight_matrix",
     "upsampling_factor",
     "vector_to_map",
+    "Refiner",
+    "ResidualBlock",
 ]
