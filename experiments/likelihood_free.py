@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{study.warmup_steps} warm-up steps on the first batch; "
         f"ELBO: {study.elbo_epochs} epochs, same batch and lr.",
         "",
-        "| guide fitted by | KL(q ‖ p(z \| x)) nats | mean error ‖μ_q − μ_p‖ | cov error ‖Σ_q − Σ_p‖_F "
+        r"| guide fitted by | KL(q ‖ p(z \| x)) nats | mean error ‖μ_q − μ_p‖ | cov error ‖Σ_q − Σ_p‖_F "
         "| seconds |",
         "|---|---|---|---|---|",
     ]
