@@ -1,15 +1,19 @@
 """The amortization gap per latent site, checked where the posterior is exact: probabilistic PCA and a
 two-layer linear-Gaussian hierarchy whose encoder is wrong in one layer only."""
 
+import json
+
 import pyro
 import pyro.distributions as dist
 import pytest
 import torch
 
+from tests.test_cli import run_train
 from tests.test_local_guides import data, pca_model
 from vaezoo import ELBO, AmortizedNormal, ConfigError, LinearGaussian
 from vaezoo.analysis.gap import amortization_gap
 from vaezoo.analysis.site_gap import ELBO_KEY, RECON, pair_terms, site_gaps, site_terms
+from vaezoo.cli import main
 from vaezoo.guides.bound import BoundGuide
 from vaezoo.guides.local import LocalFlow
 from vaezoo.guides.local_correction import LocalCorrection
@@ -157,3 +161,14 @@ def test_bad_inputs(float64):
         site_gaps(model, flow, x, local_steps=1, eval_k=2)
     with pytest.raises(ConfigError, match=r"choose from \['z'\]"):
         LocalCorrection(model, AmortizedNormal(model), n_data=2, sites=("z9",))
+
+
+def test_cli_per_site_table(tmp_path, capsys):
+    run_train(tmp_path / "run")
+    argv = ["gap", "--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--n", "3", "--is-k", "10"]
+    argv += ["--ais-intermediate", "0", "--local-steps", "3", "--eval-k", "5", "--per-site", "--no-progress"]
+    assert main([*argv, "--json", str(tmp_path / "gap.json")]) == 0
+    assert "Amortization gap per latent site" in capsys.readouterr().out
+    per_site = json.loads((tmp_path / "gap.json").read_text())["per_site"]
+    parts = sum(p["mean"] for p in per_site["termwise"].values())
+    assert abs(parts - per_site["total"]["mean"]) < 1e-4 and set(per_site["alone"]) == set(per_site["sites"])
