@@ -25,6 +25,7 @@ from vaezoo.analysis.perturb import LevelPerturbation, Perturbation, perturb, pe
 from vaezoo.analysis.posterior_error import PosteriorError, posterior_error
 from vaezoo.analysis.predictive import prior_samples, reconstructions
 from vaezoo.analysis.proposals import BoltzmannProposal, ModelProposal
+from vaezoo.analysis.site_gap import SiteGaps, site_gaps
 
 __all__ = [
     "LFVIStudy",
@@ -35,6 +36,8 @@ __all__ = [
     "GapTable",
     "amortization_gap",
     "elbo_estimate",
+    "SiteGaps",
+    "site_gaps",
     "LayerReport",
     "PosteriorMeans",
     "layer_kl",

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import torch
 from tqdm.auto import tqdm
 
+from vaezoo.analysis.site_gap import SiteGaps, site_gaps
 from vaezoo.data import batches, num_batches
 from vaezoo.errors import ConfigError
 from vaezoo.guides.local import LocalFlow, LocalNormal
@@ -50,6 +51,10 @@ class GapTable:
 
     The Monte Carlo standard errors of gaps combine their two terms' errors; "data s.e." is that
     of the mean over datapoints (the gaps are paired per datapoint).
+
+    :attr:`per_site` (when asked for) splits the amortization gap over the latent sites, against
+    its own q* (the encoder's conditionals corrected per datapoint): see
+    :class:`~vaezoo.analysis.site_gap.SiteGaps`.
     """
 
     rows: dict[str, Estimate]
@@ -57,6 +62,7 @@ class GapTable:
     log_px_source: str
     settings: dict[str, Any]
     seconds: dict[str, float] = field(default_factory=dict)
+    per_site: SiteGaps | None = None
 
     @property
     def n(self) -> int:
@@ -74,6 +80,8 @@ class GapTable:
             settings=self.settings,
             seconds=self.seconds,
         )
+        if self.per_site is not None:
+            out["per_site"] = self.per_site.to_dict()
         return out
 
     def to_markdown(self) -> str:
@@ -91,6 +99,9 @@ class GapTable:
         setting = ", ".join(f"{k}={v}" for k, v in self.settings.items())
         lines.append("")
         lines.append(f"n={self.n} datapoints, q* family {self.family}; {setting}")
+        if self.per_site is not None:
+            lines += ["", "Amortization gap per latent site (q* = the encoder corrected per datapoint):", ""]
+            lines.append(self.per_site.to_markdown())
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -132,6 +143,7 @@ def amortization_gap(
     family: Literal["auto", "ffg", "flow"] = "auto",
     batch_size: int = 100,
     progress: bool = False,
+    per_site: bool = False,
 ) -> GapTable:
     """Decompose the inference gap of ``guide`` on ``data`` under a fixed ``model`` (Cremer et al. 2018).
 
@@ -154,6 +166,9 @@ def amortization_gap(
 
     ``family`` names the q* the encoder's gaps are measured against: ``"auto"`` is FFG for a guide
     with Normal ``site_dists`` (a mean-field encoder) and Flow otherwise.
+
+    ``per_site`` adds :func:`~vaezoo.analysis.site_gap.site_gaps` with the same local-fit settings
+    (one fit of all sites plus one per site, per batch) as :attr:`GapTable.per_site`.
 
     :param data: a tensor ``(n, *x_shape)``, an :class:`~vaezoo.data.ImageData`, or a DataLoader.
     :raises ConfigError: if the model has discrete or constrained latents.
@@ -231,6 +246,20 @@ def amortization_gap(
                     )
                 parts["ais"].append(r)
 
+    sites = None
+    if per_site:
+        t0 = time.perf_counter()
+        sites = site_gaps(
+            model,
+            guide,
+            data,
+            local_steps=local_steps,
+            local_lr=local_lr,
+            local_particles=local_particles,
+            eval_k=eval_k,
+            batch_size=batch_size,
+        )
+        seconds["per-site"] = time.perf_counter() - t0
     joined = {k: Estimate.cat(v) for k, v in parts.items() if v}
     candidates = {
         f"IS-{is_k}": joined.get("is"),
@@ -245,4 +274,4 @@ def amortization_gap(
     rows["approximation_gap"] = log_px - best
     rows["amortization_gap"] = best - rows["amortized"]
     rows["inference_gap"] = log_px - rows["amortized"]
-    return GapTable(rows, family, source, settings, seconds)
+    return GapTable(rows, family, source, settings, seconds, sites)

@@ -29,6 +29,9 @@ class GapConfig(Checked):
     )
     eval_k: int = field(default=1000, metadata={"help": "samples per bound estimate", "min": 1})
     flow: bool = field(default=True, metadata={"help": "fit q*_flow too (--no-flow skips it)"})
+    per_site: bool = field(
+        default=False, metadata={"help": "also split the amortization gap over latent sites (L+1 more fits)"}
+    )
     batch_size: int = field(default=100, metadata={"help": "datapoints per batch", "min": 1})
     data_dir: str | None = field(default=None, metadata={"help": "folder of the IDX files (else as trained)"})
     seed: int = field(default=0, metadata={"help": "seed of every estimate", "min": 0})
@@ -64,6 +67,7 @@ def gap(args: argparse.Namespace) -> None:
         flow=cfg.flow,
         batch_size=cfg.batch_size,
         progress=cfg.progress,
+        per_site=cfg.per_site,
     )
     print(table.to_markdown())
     if cfg.json:

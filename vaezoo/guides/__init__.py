@@ -22,6 +22,7 @@ from vaezoo.guides.hmc_refined import HMCRefined, HMCRefinedConfig
 from vaezoo.guides.iaf import IAFConfig, IAFGuide
 from vaezoo.guides.ladder import LadderGuide, LadderGuideConfig, precision_weighted
 from vaezoo.guides.local import LocalFlow, LocalFlowConfig, LocalNormal, LocalNormalConfig
+from vaezoo.guides.local_correction import LocalCorrection, LocalCorrectionConfig
 from vaezoo.guides.nvae import NVAEGuide, NVAEGuideConfig, residual_kl, residual_normal
 from vaezoo.guides.planar import PlanarConfig, PlanarGuide
 from vaezoo.guides.product_of_experts import ProductOfExperts, ProductOfExpertsConfig, product_of_gaussians
@@ -57,6 +58,8 @@ __all__ = [
     "LocalNormalConfig",
     "LocalFlow",
     "LocalFlowConfig",
+    "LocalCorrection",
+    "LocalCorrectionConfig",
     "BlockAmortized",
     "BlockAmortizedConfig",
     "RenormalizationGroupGuide",
