@@ -122,6 +122,7 @@ BENCHMARKS = {
     "step_time.py": ["--smoke"],
     "ising_samplers.py": ["--smoke"],
     "step_time_hier.py": ["--smoke"],
+    "step_time_nvae.py": ["--smoke"],
     "is_throughput.py": ["--smoke"],
     "data_parallel.py": ["--smoke"],
     "step_time_vrnn.py": ["--smoke"],
