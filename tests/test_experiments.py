@@ -42,7 +42,7 @@ EXPERIMENTS = {
 OUTPUTS = {
     "rate_distortion.py": {
         "table.md": [
-            "| objective | rate R (nats) | distortion D (nats) | -ELBO = D + R | NLL (IS) | train s |"
+            "| objective | rate R (nats) | distortion D (nats) | -ELBO = D + R | NLL (IS) |"
         ],
         "rate_distortion.png": [],
         "elbo-beta1.json": [],
