@@ -6,7 +6,13 @@ energy (:func:`free_energy_bound`, :func:`exact_bound`, :func:`exact_kl_l4`) wor
 """
 
 from vaezoo.inference.adversarial_autoencoder import AAEConfig, AdversarialAutoencoder
-from vaezoo.inference.adversary import Adversary, Discriminator, discriminator_loss, generator_loss
+from vaezoo.inference.adversary import (
+    Adversary,
+    AdversaryConfig,
+    Discriminator,
+    discriminator_loss,
+    generator_loss,
+)
 from vaezoo.inference.ais import AISLogLikelihood, ais_log_likelihood, schedule
 from vaezoo.inference.baselines import AverageBaseline, Baseline, NVILBaseline
 from vaezoo.inference.beta_tcvae import BetaTCVAE, BetaTCVAEConfig, mws_log_density
@@ -52,6 +58,7 @@ __all__ = [
     "VAEGAN",
     "VAEGANConfig",
     "Adversary",
+    "AdversaryConfig",
     "Discriminator",
     "discriminator_loss",
     "generator_loss",

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from pyro import poutine
 
-from vaezoo.inference.adversary import Adversary, GeneratorLoss, check_pathwise, generator_loss
+from vaezoo.inference.adversary import Adversary, AdversaryConfig, check_pathwise, generator_loss
 from vaezoo.inference.aggregate import check_real_latents, latent_matrix
 from vaezoo.inference.elbo import ELBO
 from vaezoo.inference.objective import Objective
@@ -17,23 +17,11 @@ from vaezoo.registry import register_objective
 
 
 @dataclass(frozen=True)
-class AAEConfig:
+class AAEConfig(AdversaryConfig):
+    """The discriminator D(z) fields of :class:`AdversaryConfig`, and the weight of its term."""
+
     lam: float = field(
         default=1.0, metadata={"help": "weight of the adversarial regularization of q(z)", "min": 0}
-    )
-    discriminator_hidden: tuple[int, ...] = field(
-        default=(256, 256),
-        metadata={"help": "hidden widths of the discriminator D(z)", "min": 1, "min_len": 1},
-    )
-    discriminator_lr: float = field(
-        default=2e-4, metadata={"help": "Adam learning rate of the discriminator", "above": 0}
-    )
-    discriminator_steps: int = field(
-        default=1, metadata={"help": "discriminator steps per generator step", "min": 1}
-    )
-    generator_loss: GeneratorLoss = field(
-        default="non_saturating",
-        metadata={"help": "the encoder's adversarial loss: -log D (non_saturating) or log(1 - D) (minimax)"},
     )
 
 

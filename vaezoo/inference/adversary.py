@@ -31,6 +31,7 @@ References:
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -41,6 +42,26 @@ from vaezoo.errors import CheckpointError, ConfigError
 from vaezoo.nets import activation, mlp
 
 GeneratorLoss = Literal["non_saturating", "minimax"]
+
+
+@dataclass(frozen=True)
+class AdversaryConfig:
+    """The discriminator fields every adversarial objective's config repeats (dataclasses inherit them)."""
+
+    discriminator_hidden: tuple[int, ...] = field(
+        default=(256, 256),
+        metadata={"help": "hidden widths of the discriminator", "min": 1, "min_len": 1},
+    )
+    discriminator_lr: float = field(
+        default=2e-4, metadata={"help": "Adam learning rate of the discriminator", "above": 0}
+    )
+    discriminator_steps: int = field(
+        default=1, metadata={"help": "discriminator steps per generator step", "min": 1}
+    )
+    generator_loss: GeneratorLoss = field(
+        default="non_saturating",
+        metadata={"help": "the model side's loss: -log D (non_saturating) or log(1 - D) (minimax)"},
+    )
 
 
 class Discriminator(nn.Module):

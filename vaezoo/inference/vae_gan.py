@@ -10,7 +10,7 @@ import torch
 
 from vaezoo.errors import ConfigError
 from vaezoo.inference.adversarial_autoencoder import prior_sites
-from vaezoo.inference.adversary import Adversary, GeneratorLoss, generator_loss
+from vaezoo.inference.adversary import Adversary, AdversaryConfig, generator_loss
 from vaezoo.inference.elbo import ELBO
 from vaezoo.inference.objective import Objective, scaled_latents
 from vaezoo.inference.traces import run_pair
@@ -20,25 +20,13 @@ FakeSource = Literal["both", "posterior", "prior"]
 
 
 @dataclass(frozen=True)
-class VAEGANConfig:
+class VAEGANConfig(AdversaryConfig):
+    """The discriminator D(x) fields of :class:`AdversaryConfig`, the GAN term's weight and fakes."""
+
     lam: float = field(default=1.0, metadata={"help": "weight of the GAN term on x", "min": 0})
     fake_from: FakeSource = field(
         default="both",
         metadata={"help": "which decoded z are fakes: posterior (reconstructions), prior (samples), both"},
-    )
-    discriminator_hidden: tuple[int, ...] = field(
-        default=(256, 256),
-        metadata={"help": "hidden widths of the discriminator D(x)", "min": 1, "min_len": 1},
-    )
-    discriminator_lr: float = field(
-        default=2e-4, metadata={"help": "Adam learning rate of the discriminator", "above": 0}
-    )
-    discriminator_steps: int = field(
-        default=1, metadata={"help": "discriminator steps per generator step", "min": 1}
-    )
-    generator_loss: GeneratorLoss = field(
-        default="non_saturating",
-        metadata={"help": "the decoder's GAN loss: -log D (non_saturating) or log(1 - D) (minimax)"},
     )
     analytic_kl: bool = field(default=True, metadata={"help": "use closed-form KL terms where valid"})
 
