@@ -152,7 +152,7 @@ def report(args) -> None:
         for r, x_, y_ in zip(sel, rate, dist, strict=True):
             tag = r["label"].split("-", 1)[1]
             ax.annotate(
-                tag,
+                f"{tag}: NLL {r['nll'][0]:.0f}",
                 (x_, y_),
                 fontsize=6,
                 xytext=(3, 3),
