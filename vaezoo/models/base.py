@@ -108,5 +108,10 @@ class LatentVariableModel(ZooModule):
         if self.binary_data and ((x != 0) & (x != 1)).any():
             raise DataError(
                 f"{type(self).__name__} has a Bernoulli likelihood, which needs x in {{0, 1}}; "
-                + LIKELIHOOD_FIX["bernoulli"]
+                + (
+                    LIKELIHOOD_FIX["bernoulli"]
+                    if "likelihood" in getattr(self.config, "__dataclass_fields__", {})
+                    # the model offers no real-valued likelihood to switch to
+                    else "binarize the data (--binarize dynamic or static)"
+                )
             )
