@@ -15,9 +15,16 @@ Bernoulli decoder, as the chain's x is; the test images are binarized once (seed
 are bootstrap percentiles over the samples, the reference features held fixed. ``report`` writes
 the table into ``gibbs.md`` (between markers) and the score-vs-t plot.
 
-    OMP_NUM_THREADS=1 python experiments/gibbs_bottom_layer.py train --epochs 5
-    OMP_NUM_THREADS=1 python experiments/gibbs_bottom_layer.py eval
+The budget of docs/coarse_to_fine/gibbs.md (the defaults; 27 min on a 2-core machine under a load
+average of 7-11), with ``--runs /work/runs/c2f/gibbs`` before each subcommand there:
+
+    OMP_NUM_THREADS=1 python experiments/gibbs_bottom_layer.py train --epochs 3 --clf-epochs 1
+    OMP_NUM_THREADS=1 python experiments/gibbs_bottom_layer.py --models markov_hvae-5-bn-wu eval
+    OMP_NUM_THREADS=1 python experiments/gibbs_bottom_layer.py --models markov_hvae-3 eval --max-steps 200
     python experiments/gibbs_bottom_layer.py report
+
+A chain started from ancestral samples starts at the model's marginal p(x); were q(z_1|x) the exact
+posterior, it would stay there at every t, so its drift measures what the amortized q costs.
 
 References:
     - Zhao, Song & Ermon (2017), Learning Hierarchical Features from Deep Generative Models, ICML.
@@ -349,6 +356,9 @@ def plot(evals: list[dict], path: Path) -> None:
                 ax.axhline(ev["test"][key][0], color="k", ls="--", lw=0.8, label="test images")
                 ax.axhline(ev["ancestral"][key][0], color="gray", ls=":", lw=1.2, label="ancestral")
             ax.set_xscale("symlog", linthresh=1)
+            ax.set_xlim(0, max(t))
+            if key == "fd":  # noise starts far away; a log scale keeps the data-level rows visible
+                ax.set_yscale("log")
             ax.set_xlabel("Gibbs steps t")
             ax.set_title(f"{ev['model']}: {title}", fontsize=8)
         row[0].legend(fontsize=6)
@@ -396,22 +406,22 @@ def report(args) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--smoke", action="store_true", help="seconds-long run: tiny networks, data and chains")
-    p.add_argument("--runs", default="/work/runs/c2f/gibbs", help="checkpoints (not in git)")
+    p.add_argument("--runs", default=str(ROOT / "runs" / "gibbs"), help="checkpoints (not in git)")
     p.add_argument("--out", default=str(ROOT / "docs" / "coarse_to_fine" / "gibbs"), help="JSON and PNGs")
     p.add_argument("--md", default=None, help="markdown page (default docs/coarse_to_fine/gibbs.md)")
     p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from: {', '.join(MODELS)}")
     p.add_argument("--seed", type=int, default=0)
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="the classifier and every model (skips finished ones)")
-    t.add_argument("--epochs", type=int, default=5)
-    t.add_argument("--clf-epochs", type=int, default=2)
+    t.add_argument("--epochs", type=int, default=3)
+    t.add_argument("--clf-epochs", type=int, default=1)
     t.add_argument("--n-train", type=int, default=0, help="first N training images (0: all 60k)")
-    t.add_argument("--n-nll", type=int, default=1000, help="test images for the IS NLL")
-    t.add_argument("--k", type=int, default=200, help="importance samples for the NLL")
+    t.add_argument("--n-nll", type=int, default=500, help="test images for the IS NLL")
+    t.add_argument("--k", type=int, default=100, help="importance samples for the NLL")
     e = sub.add_parser("eval", help="samples, chains and scores of every trained model")
-    e.add_argument("--n-samples", type=int, default=2000)
+    e.add_argument("--n-samples", type=int, default=500)
     e.add_argument("--max-steps", type=int, default=1000)
-    e.add_argument("--boot", type=int, default=200)
+    e.add_argument("--boot", type=int, default=100)
     sub.add_parser("report", help="the table in the markdown page and scores_vs_t.png")
     args = p.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
