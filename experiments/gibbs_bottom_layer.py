@@ -15,7 +15,7 @@ Bernoulli decoder, as the chain's x is; the test images are binarized once (seed
 are bootstrap percentiles over the samples, the reference features held fixed. ``report`` writes
 the table into ``gibbs.md`` (between markers) and the score-vs-t plot.
 
-The budget of docs/coarse_to_fine/gibbs.md (the defaults; 27 min on a 2-core machine under a load
+The budget of docs/coarse_to_fine/gibbs.md (the defaults; 22 min on a 2-core machine under a load
 average of 7-11), with ``--runs /work/runs/c2f/gibbs`` before each subcommand there:
 
     OMP_NUM_THREADS=1 python experiments/gibbs_bottom_layer.py train --epochs 3 --clf-epochs 1
