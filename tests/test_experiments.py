@@ -35,6 +35,10 @@ EXPERIMENTS = {
         ["--smoke", "--out", "{out}", "report"],
     ],
     "likelihood_free.py": ["--smoke", "--out", "{out}"],
+    "gibbs_bottom_layer.py": [
+        ["--smoke", "--runs", "{out}/runs", "--out", "{out}/docs", "--md", "{out}/gibbs.md", stage]
+        for stage in ("train", "eval", "report")
+    ],
 }
 # Files a script must have written under "{out}" (with lines they must contain), and repository folders
 # it must leave untouched. The README's L = 4 table lists exactly the variants whose results the report
@@ -73,6 +77,12 @@ OUTPUTS["flows.py"] = {
 }
 UNTOUCHED = {"ising_block_spin.py": ["docs/ising", "runs/ising"], "flows.py": ["docs/flows", "runs/flows"]}
 OUTPUTS["likelihood_free.py"] = {"results.json": [], "README.md": [], "posterior_marginals.png": []}
+OUTPUTS["gibbs_bottom_layer.py"] = {
+    "gibbs.md": ["### `markov_hvae-5-bn-wu`", "### `markov_hvae-3`"],
+    "docs/scores_vs_t.png": [],
+    "docs/eval-markov_hvae-3.json": [],
+    "runs/classifier.pt": [],
+}
 
 
 def test_every_experiment_is_listed():
