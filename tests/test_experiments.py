@@ -83,6 +83,17 @@ OUTPUTS["gibbs_bottom_layer.py"] = {
     "docs/eval-markov_hvae-3.json": [],
     "runs/classifier.pt": [],
 }
+_C2F = ["--smoke", "--out", "{out}/docs", "--runs-dir", "{out}/runs"]
+EXPERIMENTS["coarse_to_fine_nll.py"] = [
+    ["train", *_C2F, "--epochs", "1", "--n-train", "40"],
+    ["eval", *_C2F, "--n-eval", "8", "--k", "4", "--elbo-k", "2"],
+    ["report", *_C2F],
+]
+OUTPUTS["coarse_to_fine_nll.py"] = {
+    "docs/nll.md": ["| run | trained by | test NLL (IS) | test -ELBO | s / epoch | parameters | samples |"],
+    **{f"docs/samples/{r}.png": [] for r in ("vae", "lvae", "pixel_vae-1", "pixel_vae-2")},
+    "docs/results/sequential_vae-elbo.json": [],
+}
 
 
 def test_every_experiment_is_listed():
