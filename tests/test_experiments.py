@@ -35,6 +35,7 @@ EXPERIMENTS = {
         ["--smoke", "--out", "{out}", "report"],
     ],
     "likelihood_free.py": ["--smoke", "--out", "{out}"],
+    "van.py": [["--smoke", "--out", "{out}", "run"], ["--smoke", "--out", "{out}", "report"]],
 }
 # Files a script must have written under "{out}" (with lines they must contain), and repository folders
 # it must leave untouched. The README's L = 4 table lists exactly the variants whose results the report
@@ -73,6 +74,8 @@ OUTPUTS["flows.py"] = {
 }
 UNTOUCHED = {"ising_block_spin.py": ["docs/ising", "runs/ising"], "flows.py": ["docs/flows", "runs/flows"]}
 OUTPUTS["likelihood_free.py"] = {"results.json": [], "README.md": [], "posterior_marginals.png": []}
+OUTPUTS["van.py"] = {"van.md": [], "results/van-L4-T2.0000.json": []}
+UNTOUCHED["van.py"] = ["docs/ising"]
 
 
 def test_every_experiment_is_listed():
