@@ -39,6 +39,7 @@ EXPERIMENTS = {
         ["--smoke", "--runs", "{out}/runs", "--out", "{out}/docs", "--md", "{out}/gibbs.md", stage]
         for stage in ("train", "eval", "report")
     ],
+    "van.py": [["--smoke", "--out", "{out}", "run"], ["--smoke", "--out", "{out}", "report"]],
 }
 # Files a script must have written under "{out}" (with lines they must contain), and repository folders
 # it must leave untouched. The README's L = 4 table lists exactly the variants whose results the report
@@ -94,6 +95,8 @@ OUTPUTS["coarse_to_fine_nll.py"] = {
     **{f"docs/samples/{r}.png": [] for r in ("vae", "lvae", "pixel_vae-1", "pixel_vae-2")},
     "docs/results/sequential_vae-elbo.json": [],
 }
+OUTPUTS["van.py"] = {"van.md": [], "results/van-L4-T2.0000.json": []}
+UNTOUCHED["van.py"] = ["docs/ising"]
 
 
 def test_every_experiment_is_listed():
