@@ -35,6 +35,11 @@ EXPERIMENTS = {
         ["--smoke", "--out", "{out}", "report"],
     ],
     "likelihood_free.py": ["--smoke", "--out", "{out}"],
+    "information_preference.py": [
+        "train --layers 0 1 --n-train 50 --epochs 1 --batch-size 25 --n-eval 6 --k 3 --eval-batch 3 "
+        "--out {out}".split(),
+        ["report", "--out", "{out}"],
+    ],
 }
 # Files a script must have written under "{out}" (with lines they must contain), and repository folders
 # it must leave untouched. The README's L = 4 table lists exactly the variants whose results the report
@@ -73,6 +78,9 @@ OUTPUTS["flows.py"] = {
 }
 UNTOUCHED = {"ising_block_spin.py": ["docs/ising", "runs/ising"], "flows.py": ["docs/flows", "runs/flows"]}
 OUTPUTS["likelihood_free.py"] = {"results.json": [], "README.md": [], "posterior_marginals.png": []}
+OUTPUTS["information_preference.py"] = {
+    "L1-warmup.json": [], "table.md": [], "information_preference.png": []
+}
 
 
 def test_every_experiment_is_listed():
