@@ -20,7 +20,7 @@ from the edges, and the fraction of the earlier pixels seen, averaged over the 2
 computed from :class:`vaezoo.nets.ReceptiveField`. Commands (the budget of
 ``docs/coarse_to_fine/information_preference.md``)::
 
-    OMP_NUM_THREADS=1 python experiments/information_preference.py train --n-train 15000 --epochs 2 \\
+    OMP_NUM_THREADS=1 python experiments/information_preference.py train --n-train 10000 --epochs 2 \\
         --warmup 1 --n-eval 250 --k 32 --runs /work/runs/c2f/info
     python experiments/information_preference.py report
 
@@ -122,7 +122,8 @@ def one_run(label: str, layers: int, objective, images, x_test, args) -> dict:
     """Train one PixelVAE with ``objective`` and evaluate it on ``x_test``."""
     torch.manual_seed(args.seed)
     model = build_model(
-        "pixel_vae", levels=1, z_dim=args.z_dim, layers=layers, kernel_size=args.kernel_size
+        "pixel_vae", levels=1, z_dim=args.z_dim, layers=layers, kernel_size=args.kernel_size,
+        channels=args.channels,
     )
     guide = model.default_guide()
     out = Path(args.runs) / label if args.runs else None
@@ -139,6 +140,7 @@ def one_run(label: str, layers: int, objective, images, x_test, args) -> dict:
         "label": label,
         "layers": layers,
         "kernel_size": args.kernel_size,
+        "channels": args.channels,
         "receptive field": field_summary(layers, args.kernel_size, *model.x_shape[1:]),
         "objective": objective.describe(),
         "z_dim": args.z_dim,
@@ -204,7 +206,8 @@ def table_lines(rows: list[dict]) -> list[str]:
     r0 = rows[0]
     lines.append(
         f"\n{r0['epochs']} epochs on the first {r0['n_train']} training images (batch {r0['batch_size']}, "
-        f"Adam 1e-3, seed {r0['seed']}), z of {r0['z_dim']} dimensions, kernel size {r0['kernel_size']}; "
+        f"Adam 1e-3, seed {r0['seed']}), z of {r0['z_dim']} dimensions, PixelCNN layers of "
+        f"{r0['channels']} channels and kernel size {r0['kernel_size']}; "
         f"evaluated on the first {r0['n_eval']} test images (binarized with seed {EVAL_SEED}); ELBO with one "
         f"draw of z, NLL by IS with k = {r0['k']}; ± one standard error over the images (the Monte Carlo "
         "s.e. of the NLL is in the JSON files). Training minutes are indicative only (a shared machine)."
@@ -252,11 +255,12 @@ def main(argv: list[str] | None = None) -> None:
         "--variants", nargs="+", default=["elbo", "warmup"], choices=["elbo", "warmup", "free_bits"]
     )
     t.add_argument("--kernel-size", type=int, default=5)
+    t.add_argument("--channels", type=int, default=8, help="channels of every gated PixelCNN layer")
     t.add_argument("--z-dim", type=int, default=32)
     t.add_argument("--epochs", type=int, default=2)
     t.add_argument("--warmup", type=float, default=1.0, help="epochs of KL warm-up (variant warmup)")
     t.add_argument("--free-bits", type=float, default=0.25, help="lambda in nats per dimension (free_bits)")
-    t.add_argument("--n-train", type=int, default=15000, help="first N training images (0: all)")
+    t.add_argument("--n-train", type=int, default=10000, help="first N training images (0: all)")
     t.add_argument("--batch-size", type=int, default=100)
     t.add_argument("--n-eval", type=int, default=250)
     t.add_argument("--k", type=int, default=32)
