@@ -20,8 +20,9 @@ from the edges, and the fraction of the earlier pixels seen, averaged over the 2
 computed from :class:`vaezoo.nets.ReceptiveField`. Commands (the budget of
 ``docs/coarse_to_fine/information_preference.md``)::
 
-    OMP_NUM_THREADS=1 python experiments/information_preference.py train --n-train 10000 --epochs 2 \\
-        --warmup 1 --n-eval 250 --k 32 --runs /work/runs/c2f/info
+    OMP_NUM_THREADS=1 python experiments/information_preference.py train --layers 0 8 2 4 1 \\
+        --n-train 16000 --epochs 1 --batch-size 50 --lr 2e-3 --warmup 0.5 --n-eval 200 --k 25 \\
+        --runs /work/runs/c2f/info
     python experiments/information_preference.py report
 
 References:
@@ -123,13 +124,13 @@ def one_run(label: str, layers: int, objective, images, x_test, args) -> dict:
     torch.manual_seed(args.seed)
     model = build_model(
         "pixel_vae", levels=1, z_dim=args.z_dim, layers=layers, kernel_size=args.kernel_size,
-        channels=args.channels,
+        channels=args.channels, upsample_channels=tuple(args.upsample_channels),
     )
     guide = model.default_guide()
     out = Path(args.runs) / label if args.runs else None
     t0 = time.perf_counter()
     history = fit(
-        model, guide, images, objective, epochs=args.epochs, batch_size=args.batch_size,
+        model, guide, images, objective, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         seed=args.seed, progress=False, out=out,
     )
     seconds = time.perf_counter() - t0
@@ -141,6 +142,8 @@ def one_run(label: str, layers: int, objective, images, x_test, args) -> dict:
         "layers": layers,
         "kernel_size": args.kernel_size,
         "channels": args.channels,
+        "upsample_channels": list(args.upsample_channels),
+        "lr": args.lr,
         "receptive field": field_summary(layers, args.kernel_size, *model.x_shape[1:]),
         "objective": objective.describe(),
         "z_dim": args.z_dim,
@@ -205,8 +208,8 @@ def table_lines(rows: list[dict]) -> list[str]:
         )
     r0 = rows[0]
     lines.append(
-        f"\n{r0['epochs']} epochs on the first {r0['n_train']} training images (batch {r0['batch_size']}, "
-        f"Adam 1e-3, seed {r0['seed']}), z of {r0['z_dim']} dimensions, PixelCNN layers of "
+        f"\n{r0['epochs']} epoch(s) on the first {r0['n_train']} training images (batch {r0['batch_size']}, "
+        f"Adam {r0['lr']:g}, seed {r0['seed']}), z of {r0['z_dim']} dimensions, PixelCNN layers of "
         f"{r0['channels']} channels and kernel size {r0['kernel_size']}; "
         f"evaluated on the first {r0['n_eval']} test images (binarized with seed {EVAL_SEED}); ELBO with one "
         f"draw of z, NLL by IS with k = {r0['k']}; ± one standard error over the images (the Monte Carlo "
@@ -256,14 +259,19 @@ def main(argv: list[str] | None = None) -> None:
     )
     t.add_argument("--kernel-size", type=int, default=5)
     t.add_argument("--channels", type=int, default=8, help="channels of every gated PixelCNN layer")
+    t.add_argument(
+        "--upsample-channels", type=int, nargs="*", default=[],
+        help="transposed convolutions from z to the condition map (none: one dense layer)",
+    )
     t.add_argument("--z-dim", type=int, default=32)
-    t.add_argument("--epochs", type=int, default=2)
-    t.add_argument("--warmup", type=float, default=1.0, help="epochs of KL warm-up (variant warmup)")
+    t.add_argument("--epochs", type=int, default=1)
+    t.add_argument("--warmup", type=float, default=0.5, help="epochs of KL warm-up (variant warmup)")
+    t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--free-bits", type=float, default=0.25, help="lambda in nats per dimension (free_bits)")
-    t.add_argument("--n-train", type=int, default=10000, help="first N training images (0: all)")
-    t.add_argument("--batch-size", type=int, default=100)
-    t.add_argument("--n-eval", type=int, default=250)
-    t.add_argument("--k", type=int, default=32)
+    t.add_argument("--n-train", type=int, default=16000, help="first N training images (0: all)")
+    t.add_argument("--batch-size", type=int, default=50)
+    t.add_argument("--n-eval", type=int, default=200)
+    t.add_argument("--k", type=int, default=25)
     t.add_argument("--eval-batch", type=int, default=25, help="test images per IS batch (k x them in memory)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--runs", default="", help="folder for checkpoints (resumable); empty: none")
