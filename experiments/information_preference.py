@@ -43,15 +43,26 @@ import json
 import time
 from pathlib import Path
 
+import pyro.distributions as dist
 import torch
+from pyro import poutine
+from torch.distributions import kl_divergence
 
 from vaezoo import build_model, build_objective, fit, log_likelihood
 from vaezoo.analysis import active_units, layer_kl, posterior_means
+from vaezoo.checkpoint import restore
 from vaezoo.data import ImageData, load
 from vaezoo.nets import ReceptiveField, receptive_field
 
 EVAL_SEED = 1234
 OUT = "docs/coarse_to_fine/information_preference"
+#: nats: a unit whose KL averaged over the test images exceeds this carries information (our choice)
+UNIT_KL = 0.1
+
+
+def informative_units(r: dict) -> int | None:
+    """Units of run ``r`` with E_x KL above :data:`UNIT_KL`, or None if the JSON lacks unit KLs."""
+    return sum(v > UNIT_KL for v in r["unit kl"]) if "unit kl" in r else None
 
 
 def variants(warmup: float, free_bits: float) -> dict[str, tuple[str, dict]]:
@@ -96,6 +107,18 @@ def field_summary(layers: int, kernel_size: int, height: int = 28, width: int = 
     }
 
 
+def unit_kls(guide, x: torch.Tensor) -> torch.Tensor:
+    """E_x KL(q(z_u | x) || N(0, 1)) of every unit u of ``z``, shape ``(z_dim,)``, in nats.
+
+    For the one-level PixelVAE, whose prior is N(0, I) and whose guide is a diagonal Gaussian:
+    the KL of :func:`~vaezoo.analysis.layer_kl` split by unit (the units' KLs sum to it).
+    """
+    with torch.no_grad():
+        q = poutine.trace(guide).get_trace(x).nodes["z"]["fn"].base_dist
+    kl = kl_divergence(q, dist.Normal(torch.zeros_like(q.loc), 1.0))
+    return kl.reshape(-1, kl.shape[-1]).mean(0)
+
+
 def evaluate(model, guide, x: torch.Tensor, k: int, batch: int) -> dict:
     """ELBO, KL, active units and IS NLL on ``x``; means with their standard error over the images."""
     kl = layer_kl(model, guide, x, batch_size=batch)["z"]
@@ -116,6 +139,7 @@ def evaluate(model, guide, x: torch.Tensor, k: int, batch: int) -> dict:
         "units": means.mean["z"].shape[1],
         "nll": summary(-ll.per_datapoint),
         "nll mc stderr": ll.stderr,
+        "unit kl": unit_kls(guide, x).tolist(),
     }
 
 
@@ -183,6 +207,19 @@ def train(args) -> None:
             print(json.dumps(result), flush=True)
 
 
+def units(args) -> None:
+    """Add the per-unit KL to runs evaluated before it was recorded, from their checkpoints."""
+    x_test = load("mnist", "test", "static", seed=EVAL_SEED).fixed
+    for path in sorted(Path(args.out).glob("L*-*.json")):
+        r = json.loads(path.read_text())
+        if "unit kl" in r:
+            continue
+        _, guide, _, _ = restore(Path(args.runs) / r["label"] / "checkpoint.pt")
+        r["unit kl"] = unit_kls(guide, x_test[: r["n_eval"]]).tolist()
+        path.write_text(json.dumps(r, indent=1))
+        print(f"{r['label']}: unit KLs added", flush=True)
+
+
 def load_rows(out: Path) -> list[dict]:
     """Every run's JSON under ``out``, sorted by layer count then variant."""
     rows = [json.loads(p.read_text()) for p in out.glob("L*-*.json")]
@@ -195,8 +232,9 @@ def table_lines(rows: list[dict]) -> list[str]:
     """The markdown table of every run."""
     lines = [
         "| layers | receptive field: rows up / pixels seen / share of earlier pixels | objective "
-        "| test ELBO | KL(q‖p) | active units | test NLL (IS) | train min |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| test ELBO | KL(q‖p) | active units (Burda) | units with KL > {UNIT_KL:g} "
+        "| test NLL (IS) | train min |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         f = r["receptive field"]
@@ -204,6 +242,7 @@ def table_lines(rows: list[dict]) -> list[str]:
         lines.append(
             f"| {r['layers']} | {field} | `{r['objective']}` | {r['elbo'][0]:.2f} ± {r['elbo'][1]:.2f} "
             f"| {r['kl'][0]:.2f} ± {r['kl'][1]:.2f} | {r['active units']}/{r['units']} "
+            f"| {'n/a' if informative_units(r) is None else informative_units(r)}/{r['units']} "
             f"| {r['nll'][0]:.2f} ± {r['nll'][1]:.2f} | {r['train seconds'] / 60:.1f} |"
         )
     r0 = rows[0]
@@ -230,14 +269,19 @@ def report(args) -> None:
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     panels = (
-        ("kl", "KL(q(z|x) || p(z)) (nats)"), ("active units", "active units"), ("nll", "test NLL (nats)")
+        ("kl", "KL(q(z|x) || p(z)) (nats)"),
+        ("active units", f"active units (Burda; dashed: KL > {UNIT_KL:g} nats)"),
+        ("nll", "test NLL (nats)"),
     )
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.2), dpi=80)
     for ax, (key, title) in zip(axes, panels, strict=True):
         for variant in sorted({r["label"].split("-", 1)[1] for r in rows}):
             sel = [r for r in rows if r["label"].split("-", 1)[1] == variant]
             ys = [r[key][0] if isinstance(r[key], list) else r[key] for r in sel]
-            ax.plot([r["layers"] for r in sel], ys, marker="o", label=variant)
+            line = ax.plot([r["layers"] for r in sel], ys, marker="o", label=variant)[0]
+            if key == "active units" and all("unit kl" in r for r in sel):
+                ax.plot([r["layers"] for r in sel], [informative_units(r) for r in sel], marker="x",
+                        ls="--", color=line.get_color())
         ax.set_xlabel("PixelCNN layers (0: factorized decoder)")
         ax.set_title(title, fontsize=9)
         ax.set_xscale("symlog", linthresh=1)
@@ -276,10 +320,13 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--runs", default="", help="folder for checkpoints (resumable); empty: none")
     t.add_argument("--out", default=OUT)
+    u = sub.add_parser("units", help="add per-unit KLs to runs without them (reads their checkpoints)")
+    u.add_argument("--runs", required=True)
+    u.add_argument("--out", default=OUT)
     r = sub.add_parser("report", help="table.md and information_preference.png from the JSON results")
     r.add_argument("--out", default=OUT)
     args = p.parse_args(argv)
-    {"train": train, "report": report}[args.command](args)
+    {"train": train, "units": units, "report": report}[args.command](args)
 
 
 if __name__ == "__main__":

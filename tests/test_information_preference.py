@@ -6,10 +6,13 @@ import json
 from fractions import Fraction
 from pathlib import Path
 
+import pytest
 import torch
 from torch.autograd.functional import jacobian
 
-from tests.conftest import randomize
+from tests.conftest import binary_batch, randomize
+from vaezoo import build_model
+from vaezoo.analysis import layer_kl
 from vaezoo.nets import PixelCNN, receptive_field
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "information_preference.py"
@@ -42,6 +45,17 @@ def test_seen_fraction_matches_the_pixelcnn_dependencies():
         assert abs(got - sum(shares) / len(shares)) < 1e-12, (layers, kernel)
 
 
+def test_unit_kls_split_the_layer_kl():
+    model = build_model("pixel_vae", x_shape=(1, 6, 6), levels=1, z_dim=3, layers=1, kernel_size=3,
+                        channels=4, condition_channels=2, upsample_channels=())
+    guide = model.default_guide()
+    randomize(model, guide, seed=1)
+    x = binary_batch(5, shape=(1, 6, 6))
+    per_unit = info.unit_kls(guide, x)
+    assert per_unit.shape == (3,) and (per_unit > 0).all()
+    assert per_unit.sum().item() == pytest.approx(layer_kl(model, guide, x)["z"].mean().item(), rel=1e-5)
+
+
 def test_train_then_report(tmp_path, idx_root):
     out = tmp_path / "out"
     info.main(["train", "--layers", "0", "1", "--variants", "elbo", "warmup", "--n-train", "50",
@@ -52,6 +66,7 @@ def test_train_then_report(tmp_path, idx_root):
         assert r["n_eval"] == 6 and r["k"] == 3 and r["units"] == 32
         assert 0 <= r["active units"] <= r["units"]
         assert r["kl"][0] >= 0
+        assert sum(r["unit kl"]) == pytest.approx(r["kl"][0], rel=1e-4)
     assert rows[0]["receptive field"]["pixels seen"] == 0
     # one 5x5 type-A layer: two rows of five above, two pixels to the left
     assert (rows[2]["receptive field"]["rows up"], rows[2]["receptive field"]["pixels seen"]) == (2, 12)
