@@ -40,6 +40,11 @@ EXPERIMENTS = {
         for stage in ("train", "eval", "report")
     ],
     "van.py": [["--smoke", "--out", "{out}", "run"], ["--smoke", "--out", "{out}", "report"]],
+    "information_preference.py": [
+        "train --layers 0 1 --n-train 50 --epochs 1 --batch-size 25 --n-eval 6 --k 3 --eval-batch 3 "
+        "--out {out}".split(),
+        ["report", "--out", "{out}"],
+    ],
 }
 # Files a script must have written under "{out}" (with lines they must contain), and repository folders
 # it must leave untouched. The README's L = 4 table lists exactly the variants whose results the report
@@ -97,6 +102,9 @@ OUTPUTS["coarse_to_fine_nll.py"] = {
 }
 OUTPUTS["van.py"] = {"van.md": [], "results/van-L4-T2.0000.json": []}
 UNTOUCHED["van.py"] = ["docs/ising"]
+OUTPUTS["information_preference.py"] = {
+    "L1-warmup.json": [], "table.md": [], "information_preference.png": []
+}
 
 
 def test_every_experiment_is_listed():

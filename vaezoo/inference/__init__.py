@@ -21,6 +21,7 @@ from vaezoo.inference.compiled import CompiledLoss
 from vaezoo.inference.elbo import ELBO, ELBOConfig
 from vaezoo.inference.exact_kl import ExactKL, exact_bound, exact_kl_l4
 from vaezoo.inference.fit import fit, mean_bound, parameters
+from vaezoo.inference.free_bits import FreeBits, FreeBitsConfig, site_dims
 from vaezoo.inference.free_energy import (
     FreeEnergyBound,
     exact_free_energy,
@@ -119,4 +120,7 @@ __all__ = [
     "StepwiseConfig",
     "MultiStage",
     "MultiStageConfig",
+    "FreeBits",
+    "FreeBitsConfig",
+    "site_dims",
 ]
