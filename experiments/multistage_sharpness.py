@@ -4,13 +4,19 @@ Issue 11, Q3. Four models share the encoder (the MLP ``amortized`` guide), the f
 map and transposed convolutions to a sigmoid image m1), the latent size, data, seed, epochs, batch
 and learning rate; they differ in the decoder's second stage, the likelihood and the objective:
 
-- ``vae-gaussian``: ``multistage_vae --stages 1 --likelihood gaussian``, ELBO (an l2 loss with a
-  learned per-pixel variance);
-- ``vae-laplace``: ``--stages 1 --likelihood laplace``, ELBO (an l1 loss with a learned scale);
+- ``vae-gaussian``: ``multistage_vae --stages 1 --likelihood gaussian``, ELBO (an l2 loss);
+- ``vae-laplace``: ``--stages 1 --likelihood laplace``, ELBO (an l1 loss);
 - ``multistage``: ``--stages 2`` (refiner m2 = m1 + r(m1)), Cai, Gao & Ji's loss
-  KL + ||x - m1||^2 + ||x - m2||_1 (objective ``multistage``; not a bound);
+  KL + w2 ||x - m1||^2 + w1 ||x - m2||_1 (objective ``multistage``; not a bound);
 - ``multistage-elbo``: the same two-stage network trained by the ELBO of its own program (x observed
   once, Laplace at m2).
+
+**Fixed scale during training** (``--fixed-scale s``, the same for every model): the per-pixel
+scales are frozen at s, so the ELBOs are an l2 loss of weight 1 / (2 s^2) (Gaussian) or an l1 loss of
+weight 1 / s (Laplace) plus the KL, and the multistage loss gets the same weights w2 = 1 / (2 s^2),
+w1 = 1 / s (the sum of the two fixed-scale likelihoods' losses, as in the paper's loss). With the
+models' learned scales (start softplus(0) = 0.69) a budget of a few hundred steps ends with the
+latent unused; see :func:`init_scales`.
 
 On dequantized MNIST and Fashion-MNIST, each run reports
 
@@ -21,14 +27,15 @@ On dequantized MNIST and Fashion-MNIST, each run reports
   (3x3 kernel, valid pixels, per image, averaged). A blurred image has smaller values of both;
 - test log-likelihood in bits/dim (``vaezoo.data.bits_per_dim``) by importance sampling with ``--k``
   draws on the first ``--n-eval`` test images (dequantized once with seed 1234), and the ELBO, for the
-  program each model defines: x ~ Laplace/N(last stage's mean, learned per-pixel scale). The
-  ``multistage`` loss never touches that scale (it scores means only), so the bits/dim are also
-  given after **refitting the scale in closed form** on the training images (Laplace: b = E|x - m|,
-  Gaussian: s^2 = E(x - m)^2, z ~ q(z | x); the maximizer of the ELBO in the scale, the networks
-  fixed). The refit is reported for every model; for ELBO-trained models it should change little.
+  program each model defines: x ~ Laplace/N(last stage's mean, per-pixel scale), with the scale
+  as trained (fixed at s) and after **refitting the scale in closed form** on training images
+  (Laplace: b = E|x - m|, Gaussian: s^2 = E(x - m)^2, z ~ q(z | x): the maximizer of the ELBO in the
+  scale, the networks fixed), which is the number to compare.
 
-    OMP_NUM_THREADS=1 python experiments/multistage_sharpness.py train --n-train 10000 --epochs 10 \\
-        --refine-channels 16 --refine-blocks 2 --out docs/coarse_to_fine/multistage
+    OMP_NUM_THREADS=1 python experiments/multistage_sharpness.py train --datasets mnist fashion-mnist \\
+        --n-train 10000 --epochs 3 --fixed-scale 0.05 --refine-channels 16 --refine-blocks 2 \\
+        --n-eval 200 --k 100 --elbo-k 3 --n-refit 2000 --n-samples 500 \\
+        --runs /work/runs/c2f/multistage --out docs/coarse_to_fine/multistage
     python experiments/multistage_sharpness.py report --out docs/coarse_to_fine/multistage
 
 References:
@@ -57,12 +64,18 @@ from vaezoo.distributions.pixel import MIN_SCALE, pixel_scale
 EVAL_SEED = 1234
 DATASETS = ("mnist", "fashion-mnist")
 
-#: (label, model overrides, objective): the models compared.
-MODELS: list[tuple[str, dict, str]] = [
-    ("vae-gaussian", {"stages": 1, "likelihood": "gaussian"}, "elbo"),
-    ("vae-laplace", {"stages": 1, "likelihood": "laplace"}, "elbo"),
-    ("multistage", {"stages": 2, "likelihood": "laplace"}, "multistage"),
-    ("multistage-elbo", {"stages": 2, "likelihood": "laplace"}, "elbo"),
+
+def matched_weights(scale: float) -> dict[str, float]:
+    """The multistage loss's weights equal to the fixed-scale likelihoods' (1 / (2 s^2) and 1 / b)."""
+    return {"l2_weight": 1 / (2 * scale**2), "l1_weight": 1 / scale}
+
+
+#: (label, model overrides, objective, objective overrides from the fixed scale): the models compared.
+MODELS: list[tuple[str, dict, str, object]] = [
+    ("vae-gaussian", {"stages": 1, "likelihood": "gaussian"}, "elbo", lambda s: {}),
+    ("vae-laplace", {"stages": 1, "likelihood": "laplace"}, "elbo", lambda s: {}),
+    ("multistage", {"stages": 2, "likelihood": "laplace"}, "multistage", matched_weights),
+    ("multistage-elbo", {"stages": 2, "likelihood": "laplace"}, "elbo", lambda s: {}),
 ]
 
 LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
@@ -105,16 +118,18 @@ def inverse_scale(scale: torch.Tensor | float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def init_scales(model, scale: float) -> None:
-    """Start every per-pixel scale of ``model`` (last and coarse stage) at ``scale``.
+def init_scales(model, scale: float, freeze: bool = False) -> None:
+    """Set every per-pixel scale of ``model`` (last and coarse stage) to ``scale``; ``freeze``: keep it.
 
-    The models start at softplus(0) = 0.69, and Adam at 1e-3 moves a raw scale by about 1e-3 per
-    step: a few hundred steps leave it near 0.5, where a VAE on [0, 1] pixels ignores its latent.
-    A common smaller start lets a short budget reach a working model; it is the same for all models.
+    Why frozen: learned per-pixel scales start at softplus(0) = 0.69; in a few hundred steps the
+    scales of the always-black background shrink while those of the strokes grow, and the latent
+    is given up (KL near 0, samples the mean image; measured, see docs/coarse_to_fine/multistage.md).
+    A fixed scale makes the ELBO an l2 (Gaussian) or l1 (Laplace) loss with a fixed weight, as in
+    the paper's loss; the scale is refit after training for the likelihood.
     """
     for name in ("raw_scale", "raw_coarse_scale"):
         if hasattr(model, name):
-            getattr(model, name).fill_(inverse_scale(scale))
+            getattr(model, name).fill_(inverse_scale(scale)).requires_grad_(not freeze)
 
 
 @torch.no_grad()
@@ -206,7 +221,7 @@ def train(args) -> None:
         images = subset(load(name, "train", "dequantize"), args.n_train)
         torch.manual_seed(EVAL_SEED + 1)
         x_train = images[torch.arange(min(len(images), args.n_refit))][0]
-        for label, overrides, objective_name in MODELS:
+        for label, overrides, objective_name, objective_overrides in MODELS:
             if args.only and label not in args.only:
                 continue
             path = out / f"{name}-{label}.json"
@@ -222,10 +237,9 @@ def train(args) -> None:
                 refine_blocks=args.refine_blocks,
                 **overrides,
             )
-            if args.init_scale:
-                init_scales(model, args.init_scale)
             guide = model.default_guide()
-            objective = build_objective(objective_name)
+            init_scales(model, args.fixed_scale, freeze=True)  # after the guide, which unfreezes them
+            objective = build_objective(objective_name, **objective_overrides(args.fixed_scale))
             run_dir = Path(args.runs) / f"{name}-{label}" if args.runs else None
             t0 = time.perf_counter()
             history = fit(
@@ -243,7 +257,7 @@ def train(args) -> None:
             t1 = time.perf_counter()
             result, grids = evaluate(model, guide, name, x_train, args)
             result = {
-                "init scale": args.init_scale,
+                "fixed scale": args.fixed_scale,
                 "dataset": name,
                 "label": label,
                 "model": {
@@ -368,7 +382,7 @@ def report(args) -> None:
     rows = [
         json.loads((out / f"{name}-{label}.json").read_text())
         for name in DATASETS
-        for label, _, _ in MODELS
+        for label, *_ in MODELS
         if (out / f"{name}-{label}.json").exists()
     ]
     if not rows:
@@ -395,7 +409,9 @@ def main() -> None:
     t.add_argument("--z-dim", type=int, default=32)
     t.add_argument("--refine-channels", type=int, default=16)
     t.add_argument("--refine-blocks", type=int, default=2)
-    t.add_argument("--init-scale", type=float, default=0.05, help="initial pixel scales (0: the model's)")
+    t.add_argument(
+        "--fixed-scale", type=float, default=0.05, help="pixel scale during training (refit after)"
+    )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--only", nargs="*", default=None, help="labels of the models to run")
     t.add_argument("--runs", default="", help="checkpoint folder (resumable runs); empty: none")

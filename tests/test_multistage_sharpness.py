@@ -92,8 +92,11 @@ def test_train_then_report(ms, tmp_path, idx_root, monkeypatch):
     _, grey = ms.eval_data("mnist", 16)
     assert rows[0]["sharpness test"]["grad2"][0] == pytest.approx(ms.grad_energy(grey).mean().item())
     assert "sharpness samples coarse" in rows[1] and "sharpness samples coarse" not in rows[0]
-    for r in rows:  # an IS estimate (k >= 1) is at least the ELBO in expectation; here both are finite
+    for r in rows:
         assert math.isfinite(r["refit scale"]["bpd"][0]) and math.isfinite(r["as trained"]["bpd"][0])
+        # the scale stayed frozen through training (Pyro's param statements re-enable gradients)
+        assert r["as trained"]["mean scale"] == pytest.approx(0.05, rel=1e-5)
+        assert r["refit scale"]["mean scale"] != pytest.approx(0.05, rel=1e-3)
     table = (out / "table.md").read_text()
     assert "| `vae-laplace` | elbo |" in table and "| `multistage` | multistage |" in table
     assert f"{1000 * rows[0]['sharpness test']['grad2'][0]:.1f}" in table
@@ -108,6 +111,7 @@ def test_report_without_results_says_so(ms, tmp_path, monkeypatch):
 
 def test_init_scales_sets_every_pixel_scale(ms):
     model = build_model("multistage_vae", x_shape=(1, 8, 8), stages=2, channels=(4,), refine_channels=4)
-    ms.init_scales(model, 0.05)
+    ms.init_scales(model, 0.05, freeze=True)
     for raw in (model.raw_scale, model.raw_coarse_scale):
         assert torch.allclose(pixel_scale(raw), torch.full((1, 8, 8), 0.05), rtol=1e-5)
+        assert not raw.requires_grad
