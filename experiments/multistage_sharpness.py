@@ -33,9 +33,9 @@ On dequantized MNIST and Fashion-MNIST, each run reports
   scale, the networks fixed), which is the number to compare.
 
     OMP_NUM_THREADS=1 python experiments/multistage_sharpness.py train --datasets mnist fashion-mnist \\
-        --n-train 10000 --epochs 3 --fixed-scale 0.05 --refine-channels 16 --refine-blocks 2 \\
-        --n-eval 200 --k 100 --elbo-k 3 --n-refit 2000 --n-samples 500 \\
-        --runs /work/runs/c2f/multistage --out docs/coarse_to_fine/multistage
+        --n-train 10000 --epochs 2 --fixed-scale 0.05 --activation tanh \\
+        --refine-channels 16 --refine-blocks 2 --n-eval 200 --k 100 --elbo-k 3 --n-refit 1000 \\
+        --n-samples 500 --runs /work/runs/c2f/multistage --out docs/coarse_to_fine/multistage
     python experiments/multistage_sharpness.py report --out docs/coarse_to_fine/multistage
 
 References:
@@ -233,6 +233,7 @@ def train(args) -> None:
                 "multistage_vae",
                 x_shape=(1, 28, 28),
                 z_dim=args.z_dim,
+                activation=args.activation,
                 refine_channels=args.refine_channels,
                 refine_blocks=args.refine_blocks,
                 **overrides,
@@ -263,6 +264,7 @@ def train(args) -> None:
                 "model": {
                     "name": "multistage_vae",
                     "z_dim": args.z_dim,
+                    "activation": args.activation,
                     **overrides,
                     "refine_channels": args.refine_channels,
                     "refine_blocks": args.refine_blocks,
@@ -326,8 +328,10 @@ def table(rows: list[dict]) -> list[str]:
     r0 = rows[0]
     lines.append(
         f"\nBudget: {r0['epochs']} epochs on the first {r0['n_train']} training images, batch 100, "
-        f"Adam 1e-3, z_dim {r0['model']['z_dim']}, refiner {r0['model']['refine_channels']} channels x "
-        f"{r0['model']['refine_blocks']} blocks. G = mean squared image gradient, Var(Lap) = variance of "
+        f"Adam 1e-3, z_dim {r0['model']['z_dim']}, {r0['model'].get('activation', 'relu')} activations, "
+        f"pixel scale fixed at {r0.get('fixed scale')} in training, refiner "
+        f"{r0['model']['refine_channels']} channels x {r0['model']['refine_blocks']} blocks. "
+        "G = mean squared image gradient, Var(Lap) = variance of "
         f"the Laplacian, both x 1000, of the decoder means of {r0['n_samples']} prior samples (coarse m1: "
         "the first stage of two-stage models; recon: decoder mean at the posterior mean of test images). "
         f"Bits/dim on the first {r0['n_eval']} test images (dequantized with seed {EVAL_SEED}), IS with "
@@ -412,6 +416,7 @@ def main() -> None:
     t.add_argument(
         "--fixed-scale", type=float, default=0.05, help="pixel scale during training (refit after)"
     )
+    t.add_argument("--activation", default="tanh", help="decoder activation (relu died at this budget)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--only", nargs="*", default=None, help="labels of the models to run")
     t.add_argument("--runs", default="", help="checkpoint folder (resumable runs); empty: none")
