@@ -369,7 +369,7 @@ def figure(rows: list[dict], out: Path) -> Path | None:
         for ax in row:
             ax.axis("off")
         for ax, (title, g) in zip(row, panels[name], strict=False):
-            ax.imshow(make_grid(g, nrow=8, padding=1, pad_value=1.0)[0], cmap="gray", vmin=0, vmax=1)
+            ax.imshow(make_grid(g, nrow=8, padding=1, pad_value=1.0)[0].numpy(), cmap="gray", vmin=0, vmax=1)
             ax.set_title(title, fontsize=6)
         row[0].text(
             -0.08, 0.5, name, rotation=90, va="center", ha="right", transform=row[0].transAxes, fontsize=7
