@@ -364,7 +364,7 @@ def figure(rows: list[dict], out: Path) -> Path | None:
     ncol = max(len(p) for p in panels.values())
     if ncol < 2:
         return None
-    fig, axes = plt.subplots(len(names), ncol, figsize=(2.0 * ncol, 2.2 * len(names)), dpi=72, squeeze=False)
+    fig, axes = plt.subplots(len(names), ncol, figsize=(2.0 * ncol, 2.2 * len(names)), dpi=60, squeeze=False)
     for row, name in zip(axes, names, strict=True):
         for ax in row:
             ax.axis("off")
@@ -378,6 +378,9 @@ def figure(rows: list[dict], out: Path) -> Path | None:
     path = out / "samples.png"
     fig.savefig(path)
     plt.close(fig)
+    from PIL import Image
+
+    Image.open(path).convert("L").save(path, optimize=True)  # grey levels only: a third of the size
     return path
 
 
