@@ -11,11 +11,12 @@ upper bound on -log p(x)) and the test ELBO, on the first ``--n-eval`` test imag
 with seed 1234. ``train`` also records the wall time of every epoch; ``eval`` draws a grid of 64
 prior samples (pixel probabilities) per run.
 
-    OMP_NUM_THREADS=1 python experiments/coarse_to_fine_nll.py train --n-train 10000 --epochs 2  # 35 min
+    OMP_NUM_THREADS=1 python experiments/coarse_to_fine_nll.py train --n-train 10000 --epochs 6  # 40 min
     OMP_NUM_THREADS=1 python experiments/coarse_to_fine_nll.py eval --n-eval 200 --k 50 --elbo-k 10
     python experiments/coarse_to_fine_nll.py report
 
-``train`` writes checkpoints under ``--runs-dir`` (default ``/work/runs/c2f/nll``), ``eval`` one JSON per
+``train`` writes checkpoints under ``--runs-dir`` (default ``runs/coarse_to_fine_nll``, not in git), ``eval``
+one JSON per
 run under ``--out`` (default ``docs/coarse_to_fine``, ``results/<run>.json``) and the grids under
 ``<out>/samples/``; ``report`` writes ``<out>/nll.md``. Finished runs are skipped.
 
@@ -43,6 +44,8 @@ from vaezoo import build_model, build_objective, fit, log_likelihood
 from vaezoo.analysis import prior_samples
 from vaezoo.checkpoint import restore
 from vaezoo.data import ImageData, load
+
+RUNS = Path(__file__).resolve().parents[1] / "runs" / "coarse_to_fine_nll"  # checkpoints, git-ignored
 
 EVAL_SEED = 1234
 MARKER = "<!-- table -->"
@@ -257,13 +260,13 @@ def main(argv=None) -> None:
     ):
         s = sub.add_parser(name, help=helptext)
         s.add_argument("--out", default="docs/coarse_to_fine")
-        s.add_argument("--runs-dir", default="/work/runs/c2f/nll")
+        s.add_argument("--runs-dir", default=str(RUNS))
         s.add_argument("--runs", nargs="*", default=None, help=f"a subset of {list(BY_NAME)}")
         s.add_argument("--smoke", action="store_true", help="networks of a few units (tests)")
         s.add_argument("--seed", type=int, default=0)
         s.add_argument("--batch-size", type=int, default=100)
         if name == "train":
-            s.add_argument("--epochs", type=int, default=2)
+            s.add_argument("--epochs", type=int, default=6)
             s.add_argument("--n-train", type=int, default=10000, help="first N training images (0: all)")
             s.add_argument("--lr", type=float, default=1e-3)
         if name == "eval":
