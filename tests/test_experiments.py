@@ -112,7 +112,7 @@ EXPERIMENTS["ising_sampler_efficiency.py"] = [
     ["--smoke", "--out", "{out}", stage] for stage in ("run", "report")
 ]
 OUTPUTS["ising_sampler_efficiency.py"] = {
-    "docs/samplers.md": ["| L | sampler | n | wall s | accept. |"],
+    "docs/samplers.md": ["| L | levels | training lattices (SW) | epochs | training s | test ELBO / site |"],
     "docs/ess_per_second.png": [],
     "docs/results/samplers-L4.json": [],
     "runs/ess-L4-sf/checkpoint.pt": [],
