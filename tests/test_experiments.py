@@ -108,6 +108,16 @@ OUTPUTS["coarse_to_fine_nll.py"] = {
 }
 OUTPUTS["van.py"] = {"van.md": [], "results/van-L4-T2.0000.json": []}
 UNTOUCHED["van.py"] = ["docs/ising"]
+EXPERIMENTS["ising_sampler_efficiency.py"] = [
+    ["--smoke", "--out", "{out}", stage] for stage in ("run", "report")
+]
+OUTPUTS["ising_sampler_efficiency.py"] = {
+    "docs/samplers.md": ["| L | levels | training lattices (SW) | epochs | training s | test ELBO / site |"],
+    "docs/ess_per_second.png": [],
+    "docs/results/samplers-L4.json": [],
+    "runs/ess-L4-sf/checkpoint.pt": [],
+}
+UNTOUCHED["ising_sampler_efficiency.py"] = ["docs/ising", "runs/ising"]
 OUTPUTS["information_preference.py"] = {
     "L1-warmup.json": [], "table.md": [], "information_preference.png": []
 }
