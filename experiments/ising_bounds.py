@@ -160,8 +160,25 @@ errors of the mean over fresh model samples. One thread, a 2-core machine shared
 seconds are indicative."""
 
 
+FINDINGS = """(Written after reading the tables above.)
+
+- Reverse-KL fine-tuning is the lever that works: at L = 16 it cut the bound's relative error by a
+  factor of 3 to 4 at every temperature in 7 minutes of one shared thread, with no data. The running
+  mean of the objective was still falling when the budget ran out, so the 0.1% goal at T_c looks a
+  matter of more steps (or a larger batch), not yet shown.
+- The co-trained r needs no refit: refitting it for 300 steps after the fine-tuning moves the bound
+  by a few 1e-4 per site at most, a couple of standard errors.
+- Reverse KL is mode-seeking, and it shows in the energy: the forward-KL model was too disordered
+  (E / N above Kaufman's by 0.03 to 0.08), the fine-tuned one is too ordered (below by 0.01 to 0.04),
+  still many standard errors off. A tighter free energy is not the same as unbiased observables; the
+  exact sampler of issue 15 (importance weights or MH with the model as proposal) removes that bias.
+- The forward-KL starting point here is weaker than the README's model (fewer steps on three
+  temperatures, shared CPU), so the before/after pair compares like with like, and the README's
+  0.34% is quoted only for orientation."""
+
+
 def _cell(b: dict) -> str:
-    rel = f"{100 * b['relative_error']:.2f} ± {100 * b['relative_stderr']:.2f}%"
+    rel = f"{100 * b['relative_error']:.3f} ± {100 * b['relative_stderr']:.3f}%"
     return f"{b['value']:.4f} ± {b['stderr']:.4f} ({rel})"
 
 
@@ -184,11 +201,12 @@ def _table(d: dict) -> list[str]:
         mf = f"{b['mean_field']:.4f} ({100 * b['mf_relative_error']:.2f}%)"
         lines.append(f"| {b['T']:.4f} | {b['exact']:.4f} | {mf} | {cells} | {change} |")
     lines += ["", "Model energy per site, mean ± standard error of the same number of fresh samples:", ""]
-    model_names = {"forward_kl": "forward KL", "after_cotrained_r": "+ reverse KL", "after_refit_r": "+ rKL"}
-    lines += ["| T | exact E / N (Kaufman) | " + " | ".join(model_names[k] for k in stages) + " |"]
-    lines.append("|---" * (2 + len(stages)) + "|")
+    energies = [k for k in ("forward_kl", "after_cotrained_r") if k in d]  # one sample set per model
+    heads = {"forward_kl": "model after forward KL", "after_cotrained_r": "model after reverse KL"}
+    lines += ["| T | exact E / N (Kaufman) | " + " | ".join(heads[k] for k in energies) + " |"]
+    lines.append("|---" * (2 + len(energies)) + "|")
     for key, b in d["forward_kl"].items():
-        cells = " | ".join(f"{d[k][key]['energy'][0]:.4f} ± {d[k][key]['energy'][1]:.4f}" for k in stages)
+        cells = " | ".join(f"{d[k][key]['energy'][0]:.4f} ± {d[k][key]['energy'][1]:.4f}" for k in energies)
         lines.append(f"| {b['T']:.4f} | {b['exact_energy']:.4f} | {cells} |")
     return lines
 
@@ -231,6 +249,16 @@ def report(docs: Path) -> None:
         for key in QUOTED_L16["VAN (van.md)"]:
             lines.append(f"| {key} | " + " | ".join(f"{v[key]:.2f}" for v in QUOTED_L16.values()) + " |")
         lines.append("")
+    if 16 in data and "after_refit_r" in data[16]:
+        a = data[16]["after_refit_r"][f"{T_C:.4f}"]
+        met = "met" if a["relative_error"] + 2 * a["relative_stderr"] < 1e-3 else "not met"
+        lines += [
+            f"**Goal (L = 16, T_c, bound within 0.1% of the exact F): {met}** — "
+            f"{100 * a['relative_error']:.3f} ± {100 * a['relative_stderr']:.3f}% after reverse-KL "
+            f"fine-tuning, from {100 * data[16]['forward_kl'][f'{T_C:.4f}']['relative_error']:.3f}% before.",
+            "",
+        ]
+    lines += ["## What the numbers say", "", FINDINGS]
     (docs / "bounds.md").write_text("\n".join(lines) + "\n")
 
 
