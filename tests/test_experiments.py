@@ -40,6 +40,10 @@ EXPERIMENTS = {
         for stage in ("train", "eval", "report")
     ],
     "van.py": [["--smoke", "--out", "{out}", "run"], ["--smoke", "--out", "{out}", "report"]],
+    "ising_bounds.py": [
+        ["--smoke", "--out", "{out}", "run", "--L", "16"],
+        ["--smoke", "--out", "{out}", "report"],
+    ],
     "information_preference.py": [
         "train --layers 0 1 --n-train 50 --epochs 1 --batch-size 25 --n-eval 6 --k 3 --eval-batch 3 "
         "--out {out}".split(),
@@ -108,6 +112,10 @@ OUTPUTS["coarse_to_fine_nll.py"] = {
 }
 OUTPUTS["van.py"] = {"van.md": [], "results/van-L4-T2.0000.json": []}
 UNTOUCHED["van.py"] = ["docs/ising"]
+OUTPUTS["ising_bounds.py"] = {
+    "bounds.md": ["## L = 16", "## What the numbers say"], "results/bounds-L16.json": []
+}
+UNTOUCHED["ising_bounds.py"] = ["docs/ising"]
 OUTPUTS["information_preference.py"] = {
     "L1-warmup.json": [], "table.md": [], "information_preference.png": []
 }
