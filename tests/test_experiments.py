@@ -40,6 +40,10 @@ EXPERIMENTS = {
         for stage in ("train", "eval", "report")
     ],
     "van.py": [["--smoke", "--out", "{out}", "run"], ["--smoke", "--out", "{out}", "report"]],
+    "ising_bounds.py": [
+        ["--smoke", "--out", "{out}", "run", "--L", "16"],
+        ["--smoke", "--out", "{out}", "report"],
+    ],
     "information_preference.py": [
         "train --layers 0 1 --n-train 50 --epochs 1 --batch-size 25 --n-eval 6 --k 3 --eval-batch 3 "
         "--out {out}".split(),
@@ -118,6 +122,10 @@ OUTPUTS["ising_sampler_efficiency.py"] = {
     "runs/ess-L4-sf/checkpoint.pt": [],
 }
 UNTOUCHED["ising_sampler_efficiency.py"] = ["docs/ising", "runs/ising"]
+OUTPUTS["ising_bounds.py"] = {
+    "bounds.md": ["## L = 16", "## What the numbers say"], "results/bounds-L16.json": []
+}
+UNTOUCHED["ising_bounds.py"] = ["docs/ising"]
 OUTPUTS["information_preference.py"] = {
     "L1-warmup.json": [], "table.md": [], "information_preference.png": []
 }

@@ -40,6 +40,7 @@ from vaezoo.inference.multistage import MultiStage, MultiStageConfig
 from vaezoo.inference.nvae_elbo import NVAEObjective, NVAEObjectiveConfig, balance_coefficients, group_kls
 from vaezoo.inference.objective import Objective
 from vaezoo.inference.potential import log_joint
+from vaezoo.inference.reverse_kl import fit_free_energy, reverse_kl_surrogate
 from vaezoo.inference.score_function import NonReparam, Reparam, ScoreFunction, ScoreFunctionConfig
 from vaezoo.inference.stepwise import Stepwise, StepwiseConfig
 from vaezoo.inference.traces import PairTrace, run_pair
@@ -107,6 +108,8 @@ __all__ = [
     "FreeEnergyBound",
     "free_energy_bound",
     "fit_bound_guide",
+    "fit_free_energy",
+    "reverse_kl_surrogate",
     "exact_bound",
     "ExactKL",
     "exact_kl_l4",
