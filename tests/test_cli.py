@@ -130,6 +130,7 @@ BENCHMARKS = {
     "step_time_flows.py": ["--smoke"],
     "step_time_adversarial.py": ["--smoke"],
     "step_time_objectives.py": ["--smoke"],
+    "step_time_coarse.py": ["--smoke"],
 }
 
 

@@ -145,7 +145,18 @@ def _snapshot(folders: list[str]) -> dict[str, tuple[int, int]]:
     }
 
 
-@pytest.mark.parametrize("script", sorted(EXPERIMENTS))
+# Smoke runs of a minute or more whose pipeline a fast test of their own also covers (on fake data):
+# they run with the slow tests, so that the default run stays within its budget.
+SLOW_SMOKE = {
+    "coarse_to_fine_nll.py": "tests/test_coarse_to_fine_nll.py",
+    "gibbs_bottom_layer.py": "tests/test_gibbs_bottom_layer.py",
+}
+
+
+@pytest.mark.parametrize(
+    "script",
+    [pytest.param(s, marks=pytest.mark.slow) if s in SLOW_SMOKE else s for s in sorted(EXPERIMENTS)],
+)
 def test_experiment_smoke(script, tmp_path, idx_root):
     runs = EXPERIMENTS[script]
     runs = [runs] if isinstance(runs[0], str) else runs
