@@ -32,6 +32,7 @@ SMALL.update(
 SMALL["vrnn"] = {"x_shape": (4, 3), "z_dim": 2, "h_dim": 5, "feature": 4, "hidden": (6,)}
 SMALL["mvae"] = {"image_shape": (1, 6, 6), "z_dim": 3, "hidden": (8,), "label_hidden": (8,)}
 SMALL["block_spin"] = {"L": 4, "levels": 2, "channels": 4, "depth": 1}
+SMALL["ising_vlae"] = {"L": 4, "levels": 2, "channels": 4, "depth": 1}
 SMALL["vqvae"] = {"x_shape": (1, 8, 8), "codebook_size": 4, "code_dim": 3, "channels": 4, "prior_channels": 4,
                   "prior_layers": 1}
 SMALL["nvae"] = {

@@ -20,8 +20,8 @@ from vaezoo.errors import DataError
 from vaezoo.guides.block_spin import BlockAmortized
 from vaezoo.inference import ELBO, ScoreFunction, fit
 from vaezoo.inference.free_energy import fit_bound_guide
-from vaezoo.models.block_spin import BlockSpin
-from vaezoo.registry import build_guide
+from vaezoo.models.lattice_hierarchy import LatticeHierarchy
+from vaezoo.registry import build_guide, build_model
 
 
 def train_block_spin(
@@ -29,6 +29,22 @@ def train_block_spin(
     *,
     levels: int = 3,
     latent: str = "binary",
+    guide: str = "block_amortized",
+    model_config: dict | None = None,
+    **kwargs,
+):
+    """:func:`train_lattice_model` for the block-spin model with ``latent`` block spins."""
+    config = {"latent": latent, **(model_config or {})}
+    return train_lattice_model(
+        train, model="block_spin", levels=levels, guide=guide, model_config=config, **kwargs
+    )
+
+
+def train_lattice_model(
+    train: torch.Tensor,
+    *,
+    model: str = "block_spin",
+    levels: int = 3,
     guide: str = "block_amortized",
     epochs: int = 20,
     batch_size: int = 100,
@@ -41,27 +57,27 @@ def train_block_spin(
     model_config: dict | None = None,
     guide_config: dict | None = None,
 ):
-    """Build a block-spin model and guide for ``train`` ``(n, 2, L, L)`` and fit them; checkpoints in ``out``.
+    """Build registered lattice model ``model`` and ``guide`` for ``train`` (n, 2, L, L), and fit them.
 
-    The estimator follows the latents: continuous latents, or the parameter-free RG guide, train the
-    plain reparameterized / pathwise ELBO; binary latents with the learned guide train
+    The estimator follows the latents: real latents, or a parameter-free guide (the RG map), train the
+    plain reparameterized / pathwise ELBO; binary latents with a learned guide train
     ``ScoreFunction(ELBO(), baseline=baseline)``. Returns ``(model, guide, objective, history)``.
     """
     if not isinstance(train, torch.Tensor) or train.dim() != 4 or train.shape[1] != 2 or not len(train):
         shape = tuple(train.shape) if isinstance(train, torch.Tensor) else type(train).__name__
         raise DataError(
-            f"train must be block-spin inputs (n, 2, L, L) with n >= 1 (spins, then K; build them with "
+            f"train must be lattice-model inputs (n, 2, L, L) with n >= 1 (spins, then K; build them with "
             f"vaezoo.ising.lattice_data.lattice_input), got {shape}"
         )
     check_argument("baseline", baseline, Literal["none", "avg", "nvil"])
     torch.manual_seed(seed)
-    model = BlockSpin({"L": train.shape[-1], "levels": levels, "latent": latent, **(model_config or {})})
-    q = build_guide(guide, model, guide_config or {})
+    net = build_model(model, {"L": train.shape[-1], "levels": levels, **(model_config or {})})
+    q = build_guide(guide, net, guide_config or {})
     objective = ELBO()
-    if model.binary and has_parameters(q):
+    if net.binary and has_parameters(q):
         objective = ScoreFunction(ELBO(), baseline=baseline)
     history = fit(
-        model,
+        net,
         q,
         train,
         objective,
@@ -73,7 +89,7 @@ def train_block_spin(
         seed=seed,
         progress=progress,
     )
-    return model, q, objective, history
+    return net, q, objective, history
 
 
 def has_parameters(guide) -> bool:
@@ -82,7 +98,7 @@ def has_parameters(guide) -> bool:
 
 
 def bound_guide(
-    model: BlockSpin, guide, temperatures: Sequence[float], *, refine: bool = True, **fit_kwargs
+    model: LatticeHierarchy, guide, temperatures: Sequence[float], *, refine: bool = True, **fit_kwargs
 ) -> tuple[torch.nn.Module, list[float]]:
     """The r(z | s) for :func:`~vaezoo.inference.free_energy.free_energy_bound`, and its fitting losses.
 

@@ -8,6 +8,11 @@ and everything finer is decoded from the model's conditionals::
                    s' ~ p(s | z_1', K)
     level 0:       s' ~ p(s | z_1, K)          (only the spins' own detail is redrawn)
 
+When the latent levels are independent a priori (``independent_levels``, the VLAE), level l is
+redrawn from its prior and every other level keeps the guide's value, as in the VLAE paper's
+one-layer-at-a-time samples (:meth:`~vaezoo.models.lattice_hierarchy.LatticeHierarchy.kept_levels`).
+The kept levels are fixed with Pyro's ``condition`` handler and the model's own program draws the rest.
+
 If the hierarchy is coarse-to-fine, coarse levels move whole domains while the energy stays on
 distribution, and fine levels flip few spins. Reported per level: the overlap q = (1/N) sum_i s_i s'_i
 (1: unchanged, 0: unrelated, -1: flipped) and the energy per site of s'.
@@ -16,6 +21,7 @@ References:
     - Kadanoff (1966), Scaling laws for Ising models near T_c, Physics 2, 263.
     - Stuhlmüller, Hawkins, Siddharth & Goodman (2015), Coarse-to-Fine Sequential Monte Carlo for
       Probabilistic Programs, arXiv:1509.02962.
+    - Zhao, Song & Ermon (2017), Learning Hierarchical Features from Deep Generative Models, ICML.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from vaezoo.errors import ConfigError
 from vaezoo.ising.lattice_data import lattice_input
 from vaezoo.ising.observables import energy_per_site, validate_lattices
 from vaezoo.ising.parameters import check_temperature
-from vaezoo.models.block_spin import BlockSpin
+from vaezoo.models.lattice_hierarchy import LatticeHierarchy, model_trace
 from vaezoo.nets import evaluating
 
 
@@ -90,13 +96,7 @@ class Perturbation:
         return "\n".join(rows)
 
 
-def _resample_from(model: BlockSpin, level: int, coarser: torch.Tensor | None, K: torch.Tensor):
-    if level == model.config.levels:
-        return model.top_dist(K).sample()
-    return model.level_dist(level, coarser, K).sample()
-
-
-def _nudged(model: BlockSpin, value: torch.Tensor, strength: float) -> torch.Tensor:
+def _nudged(model: LatticeHierarchy, value: torch.Tensor, strength: float) -> torch.Tensor:
     if model.binary:  # flip each block spin with probability `strength`
         flip = torch.rand_like(value) < strength
         return torch.where(flip, 1 - value, value)
@@ -105,7 +105,7 @@ def _nudged(model: BlockSpin, value: torch.Tensor, strength: float) -> torch.Ten
 
 @torch.no_grad()
 def perturb(
-    model: BlockSpin,
+    model: LatticeHierarchy,
     guide,
     spins: torch.Tensor,
     T: float,
@@ -114,13 +114,13 @@ def perturb(
 ) -> Perturbation:
     """Perturb ``spins`` ``(B, L, L)`` at each level in ``levels`` (default all, 0..n) and decode.
 
-    :param nudge: ``None`` redraws level l from p(z_l | z_{l+1}, K); a number instead flips each binary
-        block spin with that probability, or adds N(0, nudge^2) noise to continuous latents. Level 0
-        is always redrawn.
+    :param nudge: ``None`` redraws level l from the model given the kept levels; a number instead
+        flips each binary block spin with that probability, or adds N(0, nudge^2) noise to continuous
+        latents. Level 0 is always redrawn.
     """
-    if not isinstance(model, BlockSpin):  # an argument check, not a dispatch: this is BlockSpin's study
+    if not isinstance(model, LatticeHierarchy):  # an argument check, not a dispatch: lattice latents only
         raise ConfigError(
-            f"perturb needs a BlockSpin model (from vaezoo ising train), got {type(model).__name__}"
+            f"perturb needs a lattice model (a BlockSpin model or an IsingVLAE), got {type(model).__name__}"
         )
     T = check_temperature(T)
     validate_lattices(spins)
@@ -136,23 +136,17 @@ def perturb(
     spins = spins.float()
     x = lattice_input(spins, T=T)
     model.check_x(x, full=True)
-    K = x[:, 1, 0, 0]
     out = []
     with evaluating(model, guide):
         trace = poutine.trace(guide).get_trace(x)
         z = {lv: trace.nodes[f"z{lv}"]["value"] for lv in range(1, n + 1)}
         for level in levels:
-            if level == 0:
-                finer = z[1]
-            else:
-                coarser = z.get(level + 1)
-                if nudge is None:
-                    finer = _resample_from(model, level, coarser, K)
-                else:
-                    finer = _nudged(model, z[level], nudge)
-                for j in range(level - 1, 0, -1):
-                    finer = model.level_dist(j, finer, K).sample()
-            new = 2 * model.level_dist(0, finer, K).sample() - 1
+            # Pyro's condition handler fixes the kept levels; the model draws every other one given them.
+            data = {f"z{j}": z[j] for j in model.kept_levels(level)}
+            if level > 0 and nudge is not None:
+                data[f"z{level}"] = _nudged(model, z[level], nudge)
+            decoded = model_trace(model, len(spins), T=T, data=data)
+            new = 2 * decoded.nodes["x"]["value"] - 1
             out.append(
                 LevelPerturbation(
                     level=level,

@@ -31,7 +31,7 @@ from vaezoo.ising.exact import MAX_ENUMERATION_L, brute_force_log_probs, enumera
 from vaezoo.ising.lattice_data import lattice_input
 from vaezoo.ising.observables import validate_lattices
 from vaezoo.ising.parameters import check_temperature
-from vaezoo.models.block_spin import BlockSpin, model_trace, sample_model
+from vaezoo.models.lattice_hierarchy import LatticeHierarchy, model_trace, sample_model
 from vaezoo.nets import evaluating
 
 __all__ = ["ModelProposal", "BoltzmannProposal", "check_proposal_lattices"]
@@ -74,15 +74,18 @@ class ModelProposal:
 
     def __init__(
         self,
-        model: BlockSpin,
+        model: LatticeHierarchy,
         T: float,
         guide=None,
         method: str = "auto",
         k: int = 100,
         batch_size: int = 2048,
     ):
-        if not isinstance(model, BlockSpin):
-            raise ConfigError(f"ModelProposal needs a BlockSpin model, got {type(model).__name__}")
+        if not isinstance(model, LatticeHierarchy):
+            raise ConfigError(
+            f"ModelProposal needs a lattice model (a BlockSpin model or an IsingVLAE), "
+            f"got {type(model).__name__}"
+        )
         self.model, self.guide, self.T = model, guide, check_temperature(T)
         self.k = check_argument("k", k, int, min=1)
         self.batch_size = check_argument("batch_size", batch_size, int, min=1)

@@ -20,7 +20,9 @@ from vaezoo.guides.factorized import FactorizedGuide
 from vaezoo.guides.flow_base import FlowEncoderConfig, FlowGuide
 from vaezoo.guides.hmc_refined import HMCRefined, HMCRefinedConfig
 from vaezoo.guides.iaf import IAFConfig, IAFGuide
+from vaezoo.guides.ising_vlae import IsingVLAEGuide, IsingVLAEGuideConfig
 from vaezoo.guides.ladder import LadderGuide, LadderGuideConfig, precision_weighted
+from vaezoo.guides.lattice_ladder import LatticeLadderConfig, LatticeLadderGuide
 from vaezoo.guides.local import LocalFlow, LocalFlowConfig, LocalNormal, LocalNormalConfig
 from vaezoo.guides.local_correction import LocalCorrection, LocalCorrectionConfig
 from vaezoo.guides.nvae import NVAEGuide, NVAEGuideConfig, residual_kl, residual_normal
@@ -33,6 +35,10 @@ from vaezoo.guides.vq import VQGuide, VQGuideConfig
 from vaezoo.guides.vrnn import VRNNGuide, VRNNGuideConfig
 
 __all__ = [
+    "IsingVLAEGuide",
+    "IsingVLAEGuideConfig",
+    "LatticeLadderConfig",
+    "LatticeLadderGuide",
     "VQGuide",
     "VQGuideConfig",
     "AffineNormal",

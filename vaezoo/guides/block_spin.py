@@ -7,19 +7,18 @@ from dataclasses import dataclass, field
 import pyro
 import pyro.distributions as dist
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vaezoo.config import resolve
 from vaezoo.distributions import BlockMajority
 from vaezoo.errors import ConfigError
 from vaezoo.ising.exact import BETA_C
-from vaezoo.nets import GainNet, OddConv, OddStack
+from vaezoo.nets import OddBottomUp
 from vaezoo.registry import register_guide
 from vaezoo.zoo_module import ZooModule
 
 
-def _require_block_spin(model, guide: str):
+def require_block_spin(model, guide: str):
     from vaezoo.models.block_spin import BlockSpin
 
     if not isinstance(model, BlockSpin):
@@ -45,36 +44,23 @@ class BlockAmortizedConfig:
 
 
 class LevelEncoder(nn.Module):
-    """q(z_l | z_{l-1}, K) from the finer level (spins for l = 1): odd features, then 2x2 coarse-graining.
+    """q(z_l | z_{l-1}, K) from the finer level (spins for l = 1): one :class:`~vaezoo.nets.OddBottomUp` rung.
 
-    h = head(down(F)) + skip(z_{l-1}),  F = OddStack(z_{l-1}),  down a stride-2 2x2 OddConv and skip a
-    2x2 OddConv of the finer level (the block sum times a gain, i.e. a soft majority rule). Binary:
-    Bernoulli with p(z = 1) = sigma(2 h); a block with zero input gets h = 0, the RG tie rule.
-    Continuous: N(h, sigma^2) with sigma = softplus(conv1x1(G^2) + c(K)) + min_scale, even in the input.
+    Its read-out h = head(down(F)) + skip(z_{l-1}), F = OddStack(z_{l-1}), is odd, with skip a 2x2
+    stride-2 OddConv (the block sum times a gain, i.e. a soft majority rule). Binary: Bernoulli with
+    p(z = 1) = sigma(2 h); a block with zero input gets h = 0, the RG tie rule. Continuous: N(h, sigma^2)
+    with the rung's even scale.
     """
 
     def __init__(self, binary: bool, c: BlockAmortizedConfig):
         super().__init__()
         self.binary = binary
-        g = {"gain_hidden": c.gain_hidden, "k_ref": BETA_C}
-        self.features = OddStack(1, c.channels, c.depth, **g)
-        self.down = OddConv(c.channels, c.channels, kernel=2, stride=2, **g)
-        self.head = OddConv(c.channels, 1, **g)
-        self.skip = OddConv(1, 1, kernel=2, stride=2, **g)
-        self.min_scale = c.min_scale
-        if not binary:
-            self.scale_head = nn.Conv2d(c.channels, 1, 1)
-            self.scale_gain = GainNet(1, c.gain_hidden, k_ref=BETA_C)
+        self.rung = OddBottomUp(1, c.channels, c.depth, c.gain_hidden, c.min_scale, k_ref=BETA_C)
 
     def forward(self, finer: torch.Tensor, K: torch.Tensor) -> dist.Distribution:
-        inp = finer.unsqueeze(-3)
-        coarse = torch.tanh(self.down(self.features(inp, K), K))
-        h = (self.head(coarse, K) + self.skip(inp, K)).squeeze(-3)
+        _, h, scale = self.rung(finer.unsqueeze(-3), K)
         if self.binary:
             return dist.Bernoulli(logits=2 * h).to_event(2)
-        lead = coarse.shape[:-3]
-        even = self.scale_head(coarse.square().reshape(-1, *coarse.shape[-3:])).reshape(*lead, *h.shape[-2:])
-        scale = F.softplus(even + self.scale_gain(K / BETA_C)[..., None]) + self.min_scale
         return dist.Normal(h, scale).to_event(2)
 
 
@@ -95,7 +81,7 @@ class BlockAmortized(ZooModule):
     def __init__(self, model, config: BlockAmortizedConfig | dict | None = None, **overrides):
         super().__init__()
         self.config = resolve(BlockAmortizedConfig, config, overrides)
-        model = _require_block_spin(model, "block_amortized")
+        model = require_block_spin(model, "block_amortized")
         self.binary = model.binary
         self.sites = model.layer_sites
         self.encoders = nn.ModuleList(LevelEncoder(self.binary, self.config) for _ in self.sites)
@@ -136,7 +122,7 @@ class RenormalizationGroupGuide(ZooModule):
     def __init__(self, model, config: RGGuideConfig | dict | None = None, **overrides):
         super().__init__()
         self.config = resolve(RGGuideConfig, config, overrides)
-        model = _require_block_spin(model, "block_rg")
+        model = require_block_spin(model, "block_rg")
         if not model.binary:
             raise ConfigError(
                 "guide 'block_rg' computes majority-rule block spins, which needs latent='binary'; "

@@ -23,14 +23,14 @@ from vaezoo.ising.exact import MAX_ENUMERATION_L, brute_force_log_probs, enumera
 from vaezoo.ising.lattice_data import lattice_input
 from vaezoo.ising.observables import energy
 from vaezoo.ising.parameters import check_temperature
-from vaezoo.models.block_spin import BlockSpin
+from vaezoo.models.lattice_hierarchy import LatticeHierarchy
 from vaezoo.nets import evaluating
 
 #: Largest number of joint latent configurations :func:`enumerate_latents` will build.
 MAX_LATENT_CONFIGURATIONS = 2**12
 
 
-def enumerate_latents(model: BlockSpin) -> dict[str, torch.Tensor]:
+def enumerate_latents(model: LatticeHierarchy) -> dict[str, torch.Tensor]:
     """Every joint configuration of a binary model's latents: site -> ``(Z, 1, m, m)`` occupations."""
     if not model.binary:
         raise ConfigError("latent enumeration needs latent='binary'; use importance sampling instead")
@@ -52,7 +52,9 @@ def enumerate_latents(model: BlockSpin) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def joint_log_probs(model: BlockSpin, guide, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+def joint_log_probs(
+    model: LatticeHierarchy, guide, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """ln p_theta(s, z | K) and ln r(z | s, K) for every latent configuration z: two ``(Z, batch)`` tensors.
 
     ``guide=None`` skips r. Configurations ride on a particle plate left of the data plate.
@@ -99,7 +101,7 @@ class ExactKL:
         )
 
 
-def _small_lattice(model: BlockSpin, who: str) -> int:
+def _small_lattice(model: LatticeHierarchy, who: str) -> int:
     if model.L > MAX_ENUMERATION_L:
         raise ConfigError(
             f"{who} enumerates all 2^(L^2) states, allowed for L <= {MAX_ENUMERATION_L}; this model has "
@@ -115,7 +117,7 @@ def _half_of_the_states(L: int) -> torch.Tensor:
 
 
 def exact_kl_l4(
-    model: BlockSpin,
+    model: LatticeHierarchy,
     guide,
     T: float,
     k: int = 100,
@@ -160,7 +162,7 @@ def exact_kl_l4(
 
 
 @torch.no_grad()
-def exact_bound(model: BlockSpin, guide, T: float, batch_size: int = 2048) -> float:
+def exact_bound(model: LatticeHierarchy, guide, T: float, batch_size: int = 2048) -> float:
     """The free-energy bound's exact expectation per site for L <= 4, a sum over every (s, z).
 
     For testing :func:`free_energy_bound`'s estimator; binary latents only. +inf when ``guide`` gives

@@ -40,7 +40,7 @@ from vaezoo.ising.exact import kaufman_log_z
 from vaezoo.ising.lattice_data import lattice_input
 from vaezoo.ising.observables import energy
 from vaezoo.ising.parameters import check_temperature
-from vaezoo.models.block_spin import BlockSpin, model_trace
+from vaezoo.models.lattice_hierarchy import LatticeHierarchy, model_trace
 from vaezoo.nets import evaluating
 
 
@@ -75,7 +75,7 @@ def site_log_prob_sum(trace, names) -> torch.Tensor:
 
 
 @torch.no_grad()
-def bound_samples(model: BlockSpin, guide, T: float, n: int, batch_size: int = 500) -> torch.Tensor:
+def bound_samples(model: LatticeHierarchy, guide, T: float, n: int, batch_size: int = 500) -> torch.Tensor:
     """``n`` draws of [E(s) + T (ln p(s, z) - ln r(z | s))] / N with (s, z) ~ p_theta(. | K = 1/T)."""
     T = check_temperature(T)
     out = []
@@ -126,15 +126,18 @@ class FreeEnergyBound:
 
 
 def free_energy_bound(
-    model: BlockSpin, guide, T: float, n: int = 2000, batch_size: int = 500
+    model: LatticeHierarchy, guide, T: float, n: int = 2000, batch_size: int = 500
 ) -> FreeEnergyBound:
     """The variational upper bound on F / N at temperature ``T`` from ``n`` model samples, and the exact F.
 
     ``guide`` is r(z | s). The RG guide gives +inf (its support misses most of the model's latents);
     pass a :class:`~vaezoo.guides.block_spin.BlockAmortized` fitted with :func:`fit_bound_guide` instead.
     """
-    if not isinstance(model, BlockSpin):  # an argument check: the bound is the block-spin model's
-        raise ConfigError(f"free_energy_bound needs a BlockSpin model, got {type(model).__name__}")
+    if not isinstance(model, LatticeHierarchy):  # an argument check: the bound is the block-spin model's
+        raise ConfigError(
+            f"free_energy_bound needs a lattice model (a BlockSpin model or an IsingVLAE), "
+            f"got {type(model).__name__}"
+        )
     n = check_argument("n", n, int, min=2)  # two samples at least, for a standard error
     batch_size = check_argument("batch_size", batch_size, int, min=1)
     check_temperature(T)
@@ -151,7 +154,7 @@ def free_energy_bound(
 
 
 def fit_bound_guide(
-    model: BlockSpin, guide, temperatures, steps: int = 500, batch_size: int = 100, lr: float = 3e-3
+    model: LatticeHierarchy, guide, temperatures, steps: int = 500, batch_size: int = 100, lr: float = 3e-3
 ) -> list[float]:
     """Train ``guide`` as r(z | s) of the bound: maximize E_{p_theta(s, z)}[ln r(z | s)], the model fixed.
 

@@ -37,11 +37,11 @@ from vaezoo.inference.free_energy import site_log_prob_sum
 from vaezoo.ising.lattice_data import lattice_input
 from vaezoo.ising.observables import energy
 from vaezoo.ising.parameters import check_temperature
-from vaezoo.models.block_spin import BlockSpin, model_trace
+from vaezoo.models.lattice_hierarchy import LatticeHierarchy, model_trace
 
 
 def reverse_kl_surrogate(
-    model: BlockSpin, guide, T: float, batch_size: int
+    model: LatticeHierarchy, guide, T: float, batch_size: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A surrogate loss whose gradient estimates grad F_theta,phi / N, and the ``batch_size`` draws of f / N.
 
@@ -64,7 +64,7 @@ def reverse_kl_surrogate(
 
 
 def fit_free_energy(
-    model: BlockSpin,
+    model: LatticeHierarchy,
     guide,
     temperatures,
     steps: int = 500,
@@ -78,8 +78,11 @@ def fit_free_energy(
     both modules' parameters) to continue a run in chunks. Returns the mean f / N of each step's batch,
     a noisy running estimate of the bound (the parameters move during the run).
     """
-    if not isinstance(model, BlockSpin):  # the bound is the block-spin model's
-        raise ConfigError(f"fit_free_energy needs a BlockSpin model, got {type(model).__name__}")
+    if not isinstance(model, LatticeHierarchy):  # the bound is the block-spin model's
+        raise ConfigError(
+            f"fit_free_energy needs a lattice model (a BlockSpin model or an IsingVLAE), "
+            f"got {type(model).__name__}"
+        )
     steps = check_argument("steps", steps, int, min=1)
     temps = [check_temperature(T) for T in temperatures]
     if not temps:

@@ -6,10 +6,12 @@ builds a model by name.
 """
 
 from vaezoo.models.base import LatentVariableModel
-from vaezoo.models.block_spin import BlockSpin, BlockSpinConfig, sample_model
+from vaezoo.models.block_spin import BlockSpin, BlockSpinConfig
 from vaezoo.models.hvae import HVAE, HVAEConfig, TopDownHierarchy
 from vaezoo.models.implicit import HierarchicalImplicitModel, ImplicitGaussian
+from vaezoo.models.ising_vlae import IsingVLAE, IsingVLAEConfig
 from vaezoo.models.ladder import LadderVAE, LadderVAEConfig
+from vaezoo.models.lattice_hierarchy import LatticeConfig, LatticeHierarchy, sample_model
 from vaezoo.models.linear_gaussian import LinearGaussian, LinearGaussianConfig
 from vaezoo.models.markov_hvae import MarkovHVAE, MarkovHVAEConfig
 from vaezoo.models.multistage_vae import MultiStageVAE, MultiStageVAEConfig
@@ -50,6 +52,10 @@ __all__ = [
     "BlockSpin",
     "BlockSpinConfig",
     "sample_model",
+    "LatticeHierarchy",
+    "LatticeConfig",
+    "IsingVLAE",
+    "IsingVLAEConfig",
     "HierarchicalImplicitModel",
     "ImplicitGaussian",
     "SequentialVAE",

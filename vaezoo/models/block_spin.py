@@ -9,18 +9,12 @@ import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
-from pyro import poutine
-from pyro.poutine.util import is_validation_enabled
 from torch import nn
 
-from vaezoo.devices import module_device
 from vaezoo.distributions import CheckerboardLattice, SymmetricLatticeCategorical
-from vaezoo.errors import ConfigError, DataError
 from vaezoo.ising.exact import BETA_C
-from vaezoo.ising.lattice_data import lattice_input
-from vaezoo.ising.parameters import reduced_coupling
-from vaezoo.models.base import LatentVariableModel
-from vaezoo.nets import GainNet, OddConv, OddStack, apply_2d, evaluating, upsample
+from vaezoo.models.lattice_hierarchy import LatticeConfig, LatticeHierarchy, model_trace, sample_model
+from vaezoo.nets import GainNet, OddConv, OddStack, apply_2d, upsample
 from vaezoo.registry import register_model
 
 #: A binary top level with at most this many sites gets a full categorical over its configurations.
@@ -28,20 +22,9 @@ MAX_CATEGORICAL_TOP_SITES = 4
 
 
 @dataclass(frozen=True)
-class BlockSpinConfig:
-    L: int = field(
-        default=16, metadata={"help": "lattice side; data are (batch, 2, L, L): spins, then K", "min": 2}
-    )
-    levels: int = field(
-        default=3, metadata={"help": "latent levels, of sides L/2, L/4, ..., L/2^levels", "min": 1}
-    )
+class BlockSpinConfig(LatticeConfig):
     latent: Literal["binary", "continuous"] = field(
         default="binary", metadata={"help": "binary block spins or real (Normal) latent lattices"}
-    )
-    channels: int = field(default=16, metadata={"help": "feature channels of the lattice networks", "min": 1})
-    depth: int = field(default=2, metadata={"help": "3x3 conv layers reading each coarser level", "min": 0})
-    gain_hidden: int = field(
-        default=8, metadata={"help": "hidden units of the MLPs of K giving the gains", "min": 1}
     )
 
 
@@ -57,14 +40,18 @@ class LatticeConditional(nn.Module):
     (coarser level, s_A). ``W_F * F`` is computed once per context and broadcast over the values being
     scored (a convolution of the concatenation [F, s_A], split to save work). The skip path is one 3x3
     convolution of s_A times a gain: with the cross kernel and gain K it is the exact heat-bath field
-    K sum_nbr s_j. Without a context (``context=False``) h_A = 0, so the A sites are fair coins, as Z2
-    symmetry requires of a level with nothing above it.
+    K sum_nbr s_j. The context may have several channels (``context_channels``, read by
+    :meth:`from_features`), as the VLAE's deterministic features do. Without a context
+    (``context=False``) h_A = 0, so the A sites are fair coins, as Z2 symmetry requires of a level with
+    nothing above it.
     """
 
-    def __init__(self, channels: int, depth: int, gain_hidden: int, context: bool = True):
+    def __init__(
+        self, channels: int, depth: int, gain_hidden: int, context: bool = True, context_channels: int = 1
+    ):
         super().__init__()
         c, g = channels, gain_hidden
-        self.context = OddStack(1, c, depth, gain_hidden=g, k_ref=BETA_C) if context else None
+        self.context = OddStack(context_channels, c, depth, gain_hidden=g, k_ref=BETA_C) if context else None
         self.head_a = OddConv(c, 1, gain_hidden=g, k_ref=BETA_C) if context else None
         conv = {"kernel_size": 3, "padding": 1, "padding_mode": "circular", "bias": False}
         self.b_from_context = nn.Conv2d(c, c, **conv) if context else None
@@ -74,11 +61,16 @@ class LatticeConditional(nn.Module):
         self.skip_b = OddConv(1, 1, gain_hidden=g, k_ref=BETA_C)
 
     def forward(self, coarser: torch.Tensor | None, K: torch.Tensor, side: int) -> CheckerboardLattice:
+        """The conditional given a coarser lattice ``(..., side/2, side/2)`` (``None`` without context)."""
+        return self.from_features(None if coarser is None else coarser.unsqueeze(-3), K, side)
+
+    def from_features(self, coarser: torch.Tensor | None, K: torch.Tensor, side: int) -> CheckerboardLattice:
+        """The conditional given ``context_channels`` coarser feature maps ``(..., C, side/2, side/2)``."""
         if self.context is None:
             pre_b = 0.0
             field_a = K.new_zeros((*K.shape, side, side))
         else:
-            feats = self.context(upsample(coarser).unsqueeze(-3), K)
+            feats = self.context(upsample(coarser), K)
             field_a = self.head_a(feats, K).squeeze(-3)
             pre_b = apply_2d(self.b_from_context, feats)
         gain_b = self.b_gain(K)[..., :, None, None]
@@ -110,7 +102,7 @@ class GaussianConditional(nn.Module):
 
 
 @register_model("block_spin", BlockSpinConfig)
-class BlockSpin(LatentVariableModel):
+class BlockSpin(LatticeHierarchy):
     """Kadanoff's block spins as a generative program: a lattice hierarchy decoded coarse to fine.
 
     Generative story for spins s on an L x L torus at coupling K (levels l = 1..n, z_l of side L/2^l)::
@@ -143,17 +135,6 @@ class BlockSpin(LatentVariableModel):
     def __init__(self, config: BlockSpinConfig | dict | None = None, **overrides):
         super().__init__(config, **overrides)
         c = self.config
-        if c.levels < 1:
-            raise ConfigError(f"levels must be >= 1, got {c.levels}")
-        block = 2**c.levels
-        if c.L < block or c.L % block:
-            raise ConfigError(
-                f"L = {c.L} is not divisible by the block factor 2^levels = {block} (levels = {c.levels}); "
-                f"allowed: L a multiple of {block} (e.g. {block}, {2 * block}, {4 * block}), or fewer levels"
-            )
-        if c.channels < 1 or c.depth < 1 or c.gain_hidden < 1:
-            raise ConfigError("channels, depth and gain_hidden must be >= 1")
-        self.sides = [c.L // 2**j for j in range(c.levels + 1)]
         self.binary = c.latent == "binary"
         args = (c.channels, c.depth, c.gain_hidden)
         self.decoders = nn.ModuleList([LatticeConditional(*args)])  # spins given z1
@@ -169,60 +150,6 @@ class BlockSpin(LatentVariableModel):
             nn.init.zeros_(self.top[-1].bias)
         elif self.binary:
             self.top = LatticeConditional(*args, context=False)
-
-    # --- shapes and data -------------------------------------------------------------------------
-
-    @property
-    def L(self) -> int:
-        return self.config.L
-
-    @property
-    def x_shape(self) -> tuple[int, ...]:
-        return (2, self.L, self.L)
-
-    @property
-    def layer_sites(self) -> tuple[str, ...]:
-        """Latent site names, finest first: ``("z1", ..., "zn")``."""
-        return tuple(f"z{level}" for level in range(1, self.config.levels + 1))
-
-    def example_x(self, n: int = 1) -> torch.Tensor:
-        """``n`` all-up lattices at the critical coupling K_c (valid input for tracing)."""
-        return lattice_input(torch.ones(n, self.L, self.L, device=module_device(self)), K=BETA_C)
-
-    def check_x(self, x: torch.Tensor, full: bool = False) -> None:
-        """Raise :class:`DataError` unless ``x`` is ``(batch, 2, L, L)``: spins ±1, then a constant K > 0."""
-        want = f"(batch, 2, {self.L}, {self.L})"
-        if not isinstance(x, torch.Tensor):
-            raise DataError(
-                f"BlockSpin expects x to be a torch.Tensor of shape {want}, got {type(x).__name__}"
-            )
-        if x.dim() != 4 or x.shape[1] != 2 or x.shape[2] != x.shape[3]:
-            raise DataError(
-                f"BlockSpin expects x of shape {want} (channel 0 the spins, channel 1 K = J/T), got "
-                f"{tuple(x.shape)}; build inputs with vaezoo.ising.lattice_data.lattice_input(spins, T=...)"
-            )
-        if x.shape[-1] != self.L:
-            raise DataError(
-                f"this BlockSpin model was built for L = {self.L} lattices, got L = {x.shape[-1]} "
-                f"(x of shape {tuple(x.shape)}); evaluate it on {self.L} x {self.L} lattices, or train a "
-                f"model with L = {x.shape[-1]}"
-            )
-        if not (full or is_validation_enabled()):
-            return
-        spins, K = x[:, 0], x[:, 1]
-        if ((spins != 1) & (spins != -1)).any():
-            bad = spins[(spins != 1) & (spins != -1)].unique()[:5].tolist()
-            raise DataError(
-                f"a lattice has values other than ±1 (found {bad}); allowed spin values are +1 and -1 "
-                "(convert 0/1 occupations with 2 * x - 1)"
-            )
-        if not torch.isfinite(K).all() or (K <= 0).any():
-            raise DataError(
-                "channel 1 must hold the coupling K = J/T > 0; found K <= 0 or non-finite, i.e. a "
-                "temperature T <= 0. Allowed: T > 0"
-            )
-        if (K != K[:, :1, :1]).any():
-            raise DataError("channel 1 (the coupling K) must be constant over each lattice")
 
     # --- the generative program ------------------------------------------------------------------
 
@@ -257,21 +184,12 @@ class BlockSpin(LatentVariableModel):
             pyro.sample("x", self.level_dist(0, z, K), obs=(x[:, 0] + 1) / 2)
 
 
-def model_trace(model: BlockSpin, n: int, T: float | None = None, K: float | None = None) -> poutine.Trace:
-    """One joint draw (s, z) ~ p(s, z | K) per row, ``n`` rows, as a Pyro trace (site ``"x"`` sampled)."""
-    x = lattice_input(torch.ones(n, model.L, model.L, device=module_device(model)), T=T, K=K)
-    return poutine.trace(poutine.uncondition(model)).get_trace(x)
-
-
-@torch.no_grad()
-def sample_model(
-    model: BlockSpin, n: int, T: float | None = None, K: float | None = None, batch_size: int = 1000
-) -> torch.Tensor:
-    """``n`` lattices ``(n, L, L)`` of spins ±1 from the model at temperature ``T`` (or coupling ``K``)."""
-    reduced_coupling(T, K)
-    out = []
-    with evaluating(model):
-        for start in range(0, n, batch_size):
-            trace = model_trace(model, min(batch_size, n - start), T=T, K=K)
-            out.append(2 * trace.nodes["x"]["value"] - 1)
-    return torch.cat(out)
+# model_trace and sample_model live in lattice_hierarchy (they serve every lattice model).
+__all__ = [
+    "BlockSpin",
+    "BlockSpinConfig",
+    "GaussianConditional",
+    "LatticeConditional",
+    "model_trace",
+    "sample_model",
+]

@@ -18,7 +18,7 @@ from vaezoo.nets.codebook import QUANTIZATION, Codebook, CodebookUpdate, Quantiz
 from vaezoo.nets.conv import Batched, ConvDecoder, conv_encoder
 from vaezoo.nets.deconv import deconv_stack, upsampling_factor, vector_to_map
 from vaezoo.nets.hierarchy import FeatureBatchNorm, cat_features, normal_head, per_layer, rung
-from vaezoo.nets.lattice import GainNet, OddConv, OddStack, apply_2d, upsample
+from vaezoo.nets.lattice import GainNet, OddBottomUp, OddConv, OddStack, apply_2d, upsample
 from vaezoo.nets.made import MADE, MaskedLinear
 from vaezoo.nets.mlp import ACTIVATIONS, Activation, activation, mlp
 from vaezoo.nets.pixelcnn import GatedMaskedLayer, MaskedConv2d, PixelCNN, ReceptiveField, receptive_field
@@ -47,6 +47,7 @@ __all__ = [
     "MADE",
     "MaskedConv2d",
     "MaskedLinear",
+    "OddBottomUp",
     "OddConv",
     "OddStack",
     "PixelCNN",

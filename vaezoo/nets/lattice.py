@@ -96,4 +96,49 @@ class OddStack(nn.Module):
         return x
 
 
-__all__ = ["GainNet", "OddConv", "OddStack", "apply_2d", "upsample"]
+class OddBottomUp(nn.Module):
+    """One rung of a deterministic bottom-up lattice pass, with a Gaussian read-out at the coarser side.
+
+    From ``finer`` ``(*lead, c_in, m, m)``::
+
+        d     = tanh(down(OddStack(finer)))                    (*lead, width, m/2, m/2), odd
+        mu    = head(d) + skip(finer)                          odd; skip: a learned 2x2 block sum
+        sigma = softplus(conv1x1(d^2) + c(K)) + min_scale      even
+
+    so a Normal(mu, sigma) read-out flips its mean with the spins and keeps its spread. The ladder
+    and VLAE guides of the lattice models stack these rungs.
+    """
+
+    def __init__(
+        self,
+        c_in: int,
+        width: int,
+        depth: int,
+        gain_hidden: int = 8,
+        min_scale: float = 1e-3,
+        *,
+        k_ref: float,
+    ):
+        super().__init__()
+        g = {"gain_hidden": gain_hidden, "k_ref": k_ref}
+        self.features = OddStack(c_in, width, depth, **g)
+        self.down = OddConv(width, width, kernel=2, stride=2, **g)
+        self.head = OddConv(width, 1, **g)
+        self.skip = OddConv(c_in, 1, kernel=2, stride=2, **g)
+        self.scale_head = nn.Conv2d(width, 1, 1)
+        self.scale_gain = GainNet(1, gain_hidden, k_ref=k_ref)
+        self.min_scale = min_scale
+
+    def forward(
+        self, finer: torch.Tensor, K: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(d, mu, sigma)``: coarser features, and the read-out's ``(*lead, m/2, m/2)`` mean and scale."""
+        d = torch.tanh(self.down(self.features(finer, K), K))
+        mu = (self.head(d, K) + self.skip(finer, K)).squeeze(-3)
+        even = apply_2d(self.scale_head, d.square()).squeeze(-3)
+        k_ref = self.scale_gain.k_ref
+        sigma = torch.nn.functional.softplus(even + self.scale_gain(K / k_ref)[..., None]) + self.min_scale
+        return d, mu, sigma
+
+
+__all__ = ["GainNet", "OddBottomUp", "OddConv", "OddStack", "apply_2d", "upsample"]
