@@ -34,7 +34,7 @@ from vaezoo.inference.reverse_kl import fit_free_energy
 from vaezoo.ising import T_C, kaufman_thermodynamics
 from vaezoo.ising.lattice_data import lattice_dataset
 from vaezoo.ising.observables import energy
-from vaezoo.models.block_spin import sample_model
+from vaezoo.models.lattice_hierarchy import sample_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPS = (2.0, T_C, 2.5)  # training and evaluation temperatures (the model is conditioned on K)
@@ -126,6 +126,8 @@ def stage(L: int, size: dict, runs: Path, results: Path, net: dict | None) -> No
     log, secs = reverse_kl(model, r, size)
     result["reverse_kl"] = {"lr": size["rkl_lr"], "batch": size["rkl_batch"], "seconds": secs, "log": log}
     result["after_cotrained_r"] = bounds(model, r, L, size["n_eval"])
+    # The fine-tuned pair, for the samplers and the tutorial (runs/ is git-ignored).
+    checkpoint.save(runs / f"L{L}" / "reverse_kl.pt", {"model": model.state_dict(), "r": r.state_dict()})
     refit = copy.deepcopy(r)
     fit_bound_guide(model, refit, TEMPS, steps=size["bound_steps"])
     result["after_refit_r"] = bounds(model, refit, L, size["n_eval"])
@@ -136,6 +138,8 @@ def stage(L: int, size: dict, runs: Path, results: Path, net: dict | None) -> No
 def run(args, results: Path, runs: Path) -> None:
     for L in args.L:
         size = {**COMMON, **FULL[L], **(SMOKE if args.smoke else {})}
+        given = {"rkl_min": args.rkl_minutes, "rkl_batch": args.rkl_batch}
+        size.update({k: v for k, v in given.items() if v is not None})
         stage(L, size, runs, results, SMOKE_NET if args.smoke else None)
 
 
@@ -274,6 +278,10 @@ def main(argv: list[str] | None = None) -> None:
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
     r.add_argument("--L", type=int, nargs="+", choices=sorted(FULL), default=sorted(FULL))
+    r.add_argument(
+        "--rkl-minutes", type=float, default=None, help="reverse-KL budget per L (default: FULL's rkl_min)"
+    )
+    r.add_argument("--rkl-batch", type=int, default=None, help="reverse-KL batch (default 100)")
     sub.add_parser("report")
     args = p.parse_args(argv)
     if args.smoke and args.out is None:
