@@ -45,7 +45,7 @@ import torch
 
 from vaezoo import checkpoint
 from vaezoo.analysis.block_spin_training import bound_guide as bound_guide_for
-from vaezoo.analysis.block_spin_training import has_parameters, train_block_spin
+from vaezoo.analysis.block_spin_training import has_parameters, train_lattice_model
 from vaezoo.analysis.perturb import perturb, perturbation_grid
 from vaezoo.inference.exact_kl import exact_kl_l4
 from vaezoo.inference.free_energy import free_energy_bound
@@ -57,15 +57,19 @@ from vaezoo.ising.estimates import (
     estimate_energy_per_site,
 )
 from vaezoo.ising.lattice_data import DEFAULT_TEMPERATURES, lattice_dataset
-from vaezoo.models.block_spin import sample_model
+from vaezoo.models.lattice_hierarchy import sample_model
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL_T = (1.5, 2.0, T_C, 2.5, 3.5)
 PERTURB_T = (2.0, T_C, 2.5)
 VARIANTS = {
-    "rg": {"latent": "binary", "guide": "block_rg"},
-    "sf": {"latent": "binary", "guide": "block_amortized"},
-    "cont": {"latent": "continuous", "guide": "block_amortized"},
+    "rg": {"model": "block_spin", "config": {"latent": "binary"}, "guide": "block_rg"},
+    "sf": {"model": "block_spin", "config": {"latent": "binary"}, "guide": "block_amortized"},
+    # The Markov HVAE of lattice latents: a Gaussian Markov chain down, the bottom-up Markov guide up.
+    "cont": {"model": "block_spin", "config": {"latent": "continuous"}, "guide": "block_amortized"},
+    # The Ladder VAE: the same generative model, the ladder's top-down guide sharing the model's priors.
+    "lvae": {"model": "block_spin", "config": {"latent": "continuous"}, "guide": "block_ladder"},
+    "vlae": {"model": "ising_vlae", "config": {}, "guide": "ising_vlae"},
 }
 LEVELS = {4: 2, 16: 3}
 
@@ -165,10 +169,10 @@ def cmd_train(cfg: Setup, args) -> None:
             break
         target = (history[-1]["epoch"] if history else 0) + 1
         # One epoch per call: fit resumes from the checkpoint written after the previous epoch.
-        _, _, objective, history = train_block_spin(
+        _, _, objective, history = train_lattice_model(
             train,
+            model=v["model"],
             levels=LEVELS[args.L],
-            latent=v["latent"],
             guide=v["guide"],
             epochs=target,
             batch_size=100,
@@ -176,7 +180,7 @@ def cmd_train(cfg: Setup, args) -> None:
             test=test,
             out=str(run_dir(cfg, args.L, args.variant)),
             progress=False,
-            model_config=cfg.model_config,
+            model_config={**v["config"], **(cfg.model_config or {})},
         )
         target = history[-1]["epoch"]
     write(
@@ -315,7 +319,9 @@ def _pm(v: list[float] | tuple[float, float], digits: int = 4) -> str:
 NAMES = {
     "rg": "binary, RG guide",
     "sf": "binary, learned guide (score fn.)",
-    "cont": "continuous, learned guide",
+    "cont": "continuous, learned guide (Markov HVAE)",
+    "lvae": "continuous, ladder guide (Ladder VAE)",
+    "vlae": "VLAE, independent latent lattices",
 }
 
 
@@ -431,6 +437,61 @@ def _perturbation_tables(cfg: Setup, evals: dict) -> list[str]:
     return lines
 
 
+#: What each variant's architecture is, for the ladders page.
+ARCHITECTURES = {
+    "rg": ("binary block spins", "Markov chain down", "majority rule (fixed)"),
+    "sf": ("binary block spins", "Markov chain down", "bottom-up Markov, learned"),
+    "cont": ("Normal lattices", "Markov chain down", "bottom-up Markov, learned"),
+    "lvae": ("Normal lattices", "Markov chain down", "ladder: bottom-up + model's top-down"),
+    "vlae": ("Normal lattices", "independent N(0, I)", "one Gaussian per level from a bottom-up pass"),
+}
+
+LADDERS_FINDINGS = "(written after reading the table)"
+
+
+def _ladders_page(cfg: Setup, evals16: dict) -> list[str]:
+    """docs/ising/ladders.md: the ladders beside the block-spin model, at T_c, from the same result files."""
+    T = f"{T_C:.4f}"
+    lines = [
+        "# The ladders as renormalization group",
+        "",
+        "Written by `python experiments/ising_block_spin.py report` from the same result files as",
+        "[README.md](README.md) (commands there). Every model has lattice-shaped latents of sides L/2, L/4,",
+        "... and the block-spin model's spin decoder (the checkerboard conditional); they differ in what the",
+        "latents are, how the levels depend on each other, and the guide. All at T = T_c.",
+        "",
+        "| variant | latents | levels a priori | guide | L = 4 KL(p ‖ q) / site | L = 16 bound, rel. err."
+        " | L = 16 (bound − F) / (N T) | L = 16 overlap q after resampling level 1 / 2 / 3 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for v, (latents, prior, guide) in ARCHITECTURES.items():
+        e4, e16 = _read(cfg, f"eval-L4-{v}"), evals16.get(v)
+        kl = "not run"
+        if e4 and (row := next((r for r in e4["rows"] if f"{r['T']:.4f}" == T), None)):
+            how = "exact" if row["method"] == "enumerate" else f"IS k={row['k']}, biased up"
+            kl = f"{row['kl']:.4f} ± {row['stderr']:.4f} ({how})"
+        bound = gap = overlaps = "not run"
+        if e16 and (row := next((r for r in e16["rows"] if f"{r['T']:.4f}" == T), None)):
+            bound = f"{100 * row['relative_error']:.2f} ± {100 * row['stderr'] / abs(row['exact']):.2f}%"
+            gap = f"{(row['value'] - row['exact']) / row['T']:.4f} ± {row['stderr'] / row['T']:.4f}"
+            levels = e16["perturbations"].get(T, {}).get("levels", [])
+            overlaps = " / ".join(_pm(lv["overlap"], 2) for lv in levels if lv["level"] > 0)
+        lines.append(f"| {NAMES[v]} | {latents} | {prior} | {guide} | {kl} | {bound} | {gap} | {overlaps} |")
+    lines += [
+        "",
+        "(bound − F) / (N T) = KL(q_θ(s) ‖ p_Boltzmann) / N + E KL(p_θ(z | s) ‖ r(z | s)) / N, an upper",
+        "bound on the model's reverse KL per site. Overlap q = (1/N) Σ s_i s'_i between a Swendsen-Wang",
+        "lattice and its perturbation: 1 unchanged, 0 unrelated. Markov models redraw the resampled",
+        "level and every finer one; the VLAE redraws that level only, keeping the others (`perturb`).",
+        "Perturbation grids: `perturb-<variant>-T2.269.png`.",
+        "",
+        "## Which architectures can express block-spin RG",
+        "",
+        LADDERS_FINDINGS,
+    ]
+    return lines
+
+
 def _figure(cfg: Setup, evals: dict) -> str:
     import matplotlib
 
@@ -496,17 +557,20 @@ def report(cfg: Setup) -> None:
         "",
         "```",
         "B=experiments/ising_block_spin.py",
-        "for v in rg sf cont; do python $B train --L 4 --variant $v --epochs 30; done",
-        "for v in rg sf cont; do python $B eval-l4 --variant $v; done",
-        "for v in rg cont sf; do python $B train --L 16 --variant $v --epochs 30; done",
-        "for v in rg cont sf; do python $B eval-l16 --variant $v; done",
+        "for v in rg sf cont lvae vlae; do python $B train --L 4 --variant $v --epochs 30; done",
+        "for v in rg sf cont lvae vlae; do python $B eval-l4 --variant $v; done",
+        "for v in rg cont sf lvae vlae; do python $B train --L 16 --variant $v --epochs 30; done",
+        "for v in rg cont sf lvae vlae; do python $B eval-l16 --variant $v; done",
         "python $B report",
         "```",
         "",
         "Variants: **binary, RG guide** = binary block spins trained with the parameter-free majority-rule",
         "guide (pathwise ELBO); **binary, learned guide** = binary block spins with the learned bottom-up",
         "guide, trained by the score-function ELBO with a running-average baseline; **continuous** =",
-        "Normal latent lattices with the learned guide (reparameterized ELBO). Model: levels 2 (L = 4) or 3",
+        "Normal latent lattices with the learned guide (reparameterized ELBO): the Markov HVAE of lattice",
+        "latents; **Ladder VAE** = the same generative model with the ladder guide `block_ladder`;",
+        "**VLAE** = model `ising_vlae`, independent N(0, I) latent lattices injected at depth, with its",
+        "guide (see `ladders.md`). Model: levels 2 (L = 4) or 3",
         "(L = 16), 16 channels, depth 2. Data: 12 temperatures in [1.5, 3.5] including T_c; exact Boltzmann",
         "draws at L = 4 (2000 per T), Swendsen-Wang at L = 16 (1000 per T, thinned by ceil(2 tau_int));",
         "test sets of 500 / 200 per T with other seeds. Adam, lr 1e-3, batch 100, seed 0.",
@@ -533,6 +597,7 @@ def report(cfg: Setup) -> None:
             lines.append(f"- {NAMES[v]}: {e['sampling_lattices_per_second']:.0f} lattices / s")
     cfg.docs.mkdir(parents=True, exist_ok=True)
     (cfg.docs / "README.md").write_text("\n".join(lines) + "\n")
+    (cfg.docs / "ladders.md").write_text("\n".join(_ladders_page(cfg, evals16)) + "\n")
 
 
 def _size(parser: argparse.ArgumentParser, name: str, kind: type, help: str) -> None:
