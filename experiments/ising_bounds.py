@@ -44,7 +44,13 @@ FULL = {
 }
 COMMON = {"batch": 100, "lr": 1e-3, "rkl_lr": 3e-4, "rkl_batch": 100, "bound_steps": 300, "chunk": 50}
 SMOKE = {
-    "n_train": 20, "epochs": 1, "pre_min": 0.2, "rkl_min": 0.1, "n_eval": 40, "bound_steps": 3, "chunk": 2
+    "n_train": 20,
+    "epochs": 1,
+    "pre_min": 0.2,
+    "rkl_min": 0.1,
+    "n_eval": 40,
+    "bound_steps": 3,
+    "chunk": 2,
 }
 SMOKE_NET = {"channels": 4, "depth": 1, "gain_hidden": 4}
 
@@ -63,8 +69,16 @@ def pretrain(L: int, size: dict, runs: Path, net: dict | None) -> tuple[list[dic
             break
         target = (history[-1]["epoch"] if history else 0) + 1
         _, _, _, history = train_block_spin(
-            train, levels=size["levels"], guide="block_amortized", epochs=target, batch_size=size["batch"],
-            lr=size["lr"], out=str(runs / f"L{L}"), progress=False, model_config=net, guide_config=net,
+            train,
+            levels=size["levels"],
+            guide="block_amortized",
+            epochs=target,
+            batch_size=size["batch"],
+            lr=size["lr"],
+            out=str(runs / f"L{L}"),
+            progress=False,
+            model_config=net,
+            guide_config=net,
         )
     return history, time.perf_counter() - t0
 
@@ -135,12 +149,50 @@ def stage(L: int, size: dict, runs: Path, results: Path, net: dict | None) -> No
     print(json.dumps({"L": L, "after_refit_r": result["after_refit_r"]}), flush=True)
 
 
+def resume(L: int, size: dict, runs: Path, results: Path) -> None:
+    """Continue the reverse KL of a finished ``run`` from its saved pair, with this call's lr and batch.
+
+    The forward-KL numbers stay; the continuation's log is appended and the bounds after it replace
+    the previous ones (the JSON keeps every stage's log, so nothing measured is lost).
+    """
+    path = results / f"bounds-L{L}.json"
+    result = json.loads(path.read_text())
+    model, guide, _, _ = checkpoint.restore(runs / f"L{L}" / "checkpoint.pt")
+    saved = torch.load(runs / f"L{L}" / "reverse_kl.pt", map_location="cpu", weights_only=True)
+    r = copy.deepcopy(guide)
+    model.load_state_dict(saved["model"])
+    r.load_state_dict(saved["r"])
+    model.eval()
+    r.eval()
+    torch.manual_seed(1)
+    log, secs = reverse_kl(model, r, size)
+    result.setdefault("continued", []).append(
+        {
+            "lr": size["rkl_lr"],
+            "batch": size["rkl_batch"],
+            "seconds": secs,
+            "log": log,
+            "before": {k: result[k] for k in ("after_cotrained_r", "after_refit_r")},
+        }
+    )
+    result["after_cotrained_r"] = bounds(model, r, L, size["n_eval"])
+    checkpoint.save(runs / f"L{L}" / "reverse_kl.pt", {"model": model.state_dict(), "r": r.state_dict()})
+    refit = copy.deepcopy(r)
+    fit_bound_guide(model, refit, TEMPS, steps=size["bound_steps"])
+    result["after_refit_r"] = bounds(model, refit, L, size["n_eval"])
+    path.write_text(json.dumps(result, indent=1))
+    print(json.dumps({"L": L, "after_refit_r": result["after_refit_r"]}), flush=True)
+
+
 def run(args, results: Path, runs: Path) -> None:
     for L in args.L:
         size = {**COMMON, **FULL[L], **(SMOKE if args.smoke else {})}
-        given = {"rkl_min": args.rkl_minutes, "rkl_batch": args.rkl_batch}
+        given = {"rkl_min": args.rkl_minutes, "rkl_batch": args.rkl_batch, "rkl_lr": args.rkl_lr}
         size.update({k: v for k, v in given.items() if v is not None})
-        stage(L, size, runs, results, SMOKE_NET if args.smoke else None)
+        if args.resume:
+            resume(L, size, runs, results)
+        else:
+            stage(L, size, runs, results, SMOKE_NET if args.smoke else None)
 
 
 QUOTED_L16 = {  # docs/ising/README.md (learned guide, 12 temperatures) and docs/ising/van.md, not recomputed
@@ -234,6 +286,11 @@ def _budget(d: dict) -> str:
             f"; reverse KL {rk['log'][-1]['steps']} steps (batch {rk['batch']}, lr {rk['lr']}, the three "
             f"temperatures in turn) in {rk['seconds'] / 60:.1f} min"
         )
+    for c in d.get("continued", []):
+        text += (
+            f", then (`run --resume`) {c['log'][-1]['steps']} more steps (batch {c['batch']}, lr {c['lr']}) "
+            f"in {c['seconds'] / 60:.1f} min"
+        )
     return text + "."
 
 
@@ -282,6 +339,12 @@ def main(argv: list[str] | None = None) -> None:
         "--rkl-minutes", type=float, default=None, help="reverse-KL budget per L (default: FULL's rkl_min)"
     )
     r.add_argument("--rkl-batch", type=int, default=None, help="reverse-KL batch (default 100)")
+    r.add_argument("--rkl-lr", type=float, default=None, help="reverse-KL learning rate (default 3e-4)")
+    r.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the reverse KL of a finished run from runs/.../reverse_kl.pt",
+    )
     sub.add_parser("report")
     args = p.parse_args(argv)
     if args.smoke and args.out is None:

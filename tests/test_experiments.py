@@ -42,6 +42,7 @@ EXPERIMENTS = {
     "van.py": [["--smoke", "--out", "{out}", "run"], ["--smoke", "--out", "{out}", "report"]],
     "ising_bounds.py": [
         ["--smoke", "--out", "{out}", "run", "--L", "16"],
+        ["--smoke", "--out", "{out}", "run", "--L", "16", "--resume", "--rkl-lr", "1e-4"],
         ["--smoke", "--out", "{out}", "report"],
     ],
     "information_preference.py": [

@@ -137,3 +137,25 @@ def test_bad_inputs():
     model = IsingVLAE(L=8, levels=2, **SMALL)
     with pytest.raises(DataError, match="built for L = 8"):
         model(lattice_input(random_spins(2, 4), T=2.0))
+
+
+@pytest.mark.parametrize("latent", ["binary", "continuous"])
+def test_block_amortized_reads_checkpoints_from_before_the_shared_rung(latent):
+    from vaezoo.guides import BlockAmortized
+
+    model = BlockSpin(L=8, levels=2, latent=latent, **SMALL)
+    guide = BlockAmortized(model, **SMALL)
+    randomize(guide, seed=4)
+    # The state dict as it was written before OddBottomUp: no "rung." level, no scales when binary.
+    old = {
+        k.replace(".rung.", "."): v
+        for k, v in guide.state_dict().items()
+        if not (latent == "binary" and ".scale_" in k)
+    }
+    fresh = BlockAmortized(model, **SMALL)
+    fresh.load_state_dict(old)
+    spins, K = random_spins(3, 8), torch.full((3,), 0.45)
+    for new, loaded in zip(guide.encoders, fresh.encoders, strict=True):
+        da, db = new(spins, K).base_dist, loaded(spins, K).base_dist
+        for attr in ("logits",) if latent == "binary" else ("loc", "scale"):
+            torch.testing.assert_close(getattr(da, attr), getattr(db, attr), rtol=0, atol=0)

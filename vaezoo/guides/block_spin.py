@@ -57,6 +57,17 @@ class LevelEncoder(nn.Module):
         self.binary = binary
         self.rung = OddBottomUp(1, c.channels, c.depth, c.gain_hidden, c.min_scale, k_ref=BETA_C)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints written before the rung was factored out name its layers one level up, and binary
+        # ones have no scale layers (unused by Bernoulli levels): rename, and keep the current scales.
+        for key in [k for k in state_dict if k.startswith(prefix) and not k.startswith(prefix + "rung.")]:
+            state_dict[prefix + "rung." + key[len(prefix) :]] = state_dict.pop(key)
+        if self.binary:
+            for name, value in self.rung.state_dict().items():
+                if name.startswith("scale_"):
+                    state_dict.setdefault(prefix + "rung." + name, value)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward(self, finer: torch.Tensor, K: torch.Tensor) -> dist.Distribution:
         _, h, scale = self.rung(finer.unsqueeze(-3), K)
         if self.binary:
