@@ -558,7 +558,7 @@ def report(cfg: Setup) -> None:
         "```",
         "B=experiments/ising_block_spin.py",
         "for v in rg sf cont lvae vlae; do python $B train --L 4 --variant $v --epochs 30; done",
-        "for v in rg sf cont lvae vlae; do python $B eval-l4 --variant $v; done",
+        "for v in rg sf cont lvae vlae; do python $B eval-l4 --variant $v --k 30; done",
         "for v in rg cont sf lvae vlae; do python $B train --L 16 --variant $v --epochs 30; done",
         "for v in rg cont sf lvae vlae; do python $B eval-l16 --variant $v; done",
         "python $B report",

@@ -159,3 +159,11 @@ def test_block_amortized_reads_checkpoints_from_before_the_shared_rung(latent):
         da, db = new(spins, K).base_dist, loaded(spins, K).base_dist
         for attr in ("logits",) if latent == "binary" else ("loc", "scale"):
             torch.testing.assert_close(getattr(da, attr), getattr(db, attr), rtol=0, atol=0)
+
+
+def test_reverse_kl_refuses_real_latents():
+    from vaezoo.inference.reverse_kl import fit_free_energy
+
+    model, guide = pairs()[1]
+    with pytest.raises(ConfigError, match="real-valued latents"):
+        fit_free_energy(model, guide, [2.3], steps=1)

@@ -83,9 +83,9 @@ class ModelProposal:
     ):
         if not isinstance(model, LatticeHierarchy):
             raise ConfigError(
-            f"ModelProposal needs a lattice model (a BlockSpin model or an IsingVLAE), "
-            f"got {type(model).__name__}"
-        )
+                f"ModelProposal needs a lattice model (a BlockSpin model or an IsingVLAE), "
+                f"got {type(model).__name__}"
+            )
         self.model, self.guide, self.T = model, guide, check_temperature(T)
         self.k = check_argument("k", k, int, min=1)
         self.batch_size = check_argument("batch_size", batch_size, int, min=1)

@@ -133,7 +133,7 @@ def free_energy_bound(
     ``guide`` is r(z | s). The RG guide gives +inf (its support misses most of the model's latents);
     pass a :class:`~vaezoo.guides.block_spin.BlockAmortized` fitted with :func:`fit_bound_guide` instead.
     """
-    if not isinstance(model, LatticeHierarchy):  # an argument check: the bound is the block-spin model's
+    if not isinstance(model, LatticeHierarchy):  # an argument check: the bound needs a lattice model
         raise ConfigError(
             f"free_energy_bound needs a lattice model (a BlockSpin model or an IsingVLAE), "
             f"got {type(model).__name__}"

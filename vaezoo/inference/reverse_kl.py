@@ -83,6 +83,14 @@ def fit_free_energy(
             f"fit_free_energy needs a lattice model (a BlockSpin model or an IsingVLAE), "
             f"got {type(model).__name__}"
         )
+    if not model.binary:
+        # Real latents are drawn by rsample, so ln p(s, z) of a draw also depends on theta through z:
+        # the score-function surrogate below would add those pathwise terms and be biased.
+        raise ConfigError(
+            f"fit_free_energy trains discrete block spins by the score function; {type(model).__name__} "
+            "has real-valued latents, which this estimator does not handle: use a model with "
+            "latent='binary'"
+        )
     steps = check_argument("steps", steps, int, min=1)
     temps = [check_temperature(T) for T in temperatures]
     if not temps:
