@@ -74,3 +74,32 @@ def test_a_model_trained_at_another_l_is_refused_as_proposal(smoke):
     shutil.copytree(ess_module.run_dir(cfg, 4), ess_module.run_dir(cfg, 8))
     with pytest.raises(CheckpointError, match="trained at L = 4, used as proposal at L = 8"):
         ess_module.load_trained(cfg, 8)
+
+
+def test_the_fine_tuned_pair_is_loaded_measured_and_reported(smoke, tmp_path):
+    smoke = shutil.copytree(smoke, tmp_path / "smoke")  # a copy: the other tests read the module's run
+    cfg = ess_module.Setup(docs=smoke / "docs", runs=smoke / "runs")
+    model, guide = ess_module.load_trained(cfg, 4)
+    bounds_dir = tmp_path / "L4"
+    bounds_dir.mkdir()
+    shutil.copy(ess_module.run_dir(cfg, 4) / "checkpoint.pt", bounds_dir / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="reverse_kl.pt does not exist"):
+        ess_module.load_fine_tuned(bounds_dir, 4)
+    # What experiments/ising_bounds.py saves after the reverse KL: both state dicts, here shifted.
+    tuned = {"model": {k: v + 0.01 for k, v in model.state_dict().items()},
+             "r": {k: v - 0.01 for k, v in guide.state_dict().items()}}
+    torch.save(tuned, bounds_dir / "reverse_kl.pt")
+    loaded, r = ess_module.load_fine_tuned(bounds_dir, 4)
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in tuned["model"].items())
+    assert all(torch.equal(v, r.state_dict()[k]) for k, v in tuned["r"].items())
+    with pytest.raises(CheckpointError, match="trained at L = 4, used as proposal at L = 8"):
+        ess_module.load_fine_tuned(bounds_dir, 8)
+    out = str(smoke)
+    ess_module.main(["--smoke", "--out", out, "run-fine-tuned", "--L", "4", "--checkpoint", str(bounds_dir)])
+    ess_module.main(["--smoke", "--out", out, "report"])
+    result = json.loads((smoke / "docs" / "results" / "samplers-fine-tuned-L4.json").read_text())
+    assert set(ess_module.SAMPLERS) <= set(result["samplers"])
+    md = (smoke / "docs" / "samplers.md").read_text()
+    assert "## L = 4 with the reverse-KL fine-tuned proposal" in md
+    rows = [line for line in md.splitlines() if line.startswith("| 4 |")]
+    assert len(rows) == 1 + 2 * len(ess_module.SAMPLERS)  # the model, then both runs' samplers
