@@ -43,6 +43,15 @@ class BlockAmortizedConfig:
     )
 
 
+def bottom_up_rungs(c: BlockAmortizedConfig, levels: int) -> nn.ModuleList:
+    """One :class:`~vaezoo.nets.OddBottomUp` rung per level: the first reads the spins, the others the
+    features of the rung below (the deterministic bottom-up pass of the ladder and VLAE guides)."""
+    return nn.ModuleList(
+        OddBottomUp(c.channels if j else 1, c.channels, c.depth, c.gain_hidden, c.min_scale, k_ref=BETA_C)
+        for j in range(levels)
+    )
+
+
 class LevelEncoder(nn.Module):
     """q(z_l | z_{l-1}, K) from the finer level (spins for l = 1): one :class:`~vaezoo.nets.OddBottomUp` rung.
 

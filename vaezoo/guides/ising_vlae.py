@@ -5,13 +5,10 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
-from torch import nn
 
 from vaezoo.config import resolve
 from vaezoo.errors import ConfigError
-from vaezoo.guides.block_spin import BlockAmortizedConfig
-from vaezoo.ising.exact import BETA_C
-from vaezoo.nets import OddBottomUp
+from vaezoo.guides.block_spin import BlockAmortizedConfig, bottom_up_rungs
 from vaezoo.registry import register_guide
 from vaezoo.zoo_module import ZooModule
 
@@ -41,12 +38,7 @@ class IsingVLAEGuide(ZooModule):
                 f"{type(model).__name__}; use that model's default_guide() instead"
             )
         self.sites = model.layer_sites
-        self.rungs = nn.ModuleList(
-            OddBottomUp(
-                1 if j == 0 else c.channels, c.channels, c.depth, c.gain_hidden, c.min_scale, k_ref=BETA_C
-            )
-            for j in range(len(self.sites))
-        )
+        self.rungs = bottom_up_rungs(c, len(self.sites))
 
     def forward(self, x: torch.Tensor) -> None:
         K, h = x[:, 1, 0, 0], x[:, :1]

@@ -5,15 +5,12 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
-from torch import nn
 
 from vaezoo.config import resolve
 from vaezoo.errors import ConfigError
-from vaezoo.guides.block_spin import BlockAmortizedConfig, require_block_spin
+from vaezoo.guides.block_spin import BlockAmortizedConfig, bottom_up_rungs, require_block_spin
 from vaezoo.guides.bound import BoundGuide
 from vaezoo.guides.ladder import precision_weighted
-from vaezoo.ising.exact import BETA_C
-from vaezoo.nets import OddBottomUp
 from vaezoo.registry import register_guide
 
 #: The sizes of the ladder's bottom-up rungs are those of the block-spin encoders.
@@ -59,12 +56,7 @@ class LatticeLadderGuide(BoundGuide):
                 "'block_amortized' or 'block_rg'"
             )
         self.sites = model.layer_sites
-        self.rungs = nn.ModuleList(
-            OddBottomUp(
-                1 if j == 0 else c.channels, c.channels, c.depth, c.gain_hidden, c.min_scale, k_ref=BETA_C
-            )
-            for j in range(len(self.sites))
-        )
+        self.rungs = bottom_up_rungs(c, len(self.sites))
 
     def bottom_up_estimates(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(mu_hat_l, sigma_hat_l) of every level, finest first."""
