@@ -76,12 +76,7 @@ class IsingVLAE(LatticeHierarchy):
         """h_1 ``(*lead, C, L/2, L/2)`` from the latents ``zs`` (finest first)."""
         h = self.generators[-1](zs[-1].unsqueeze(-3), K)
         for j in range(len(zs) - 2, -1, -1):
-            z = zs[j].unsqueeze(-3)
-            up = upsample(h)
-            if up.shape[:-3] != z.shape[:-3]:  # particles on some latents only: broadcast the lead dims
-                lead = torch.broadcast_shapes(up.shape[:-3], z.shape[:-3])
-                up, z = up.expand(*lead, *up.shape[-3:]), z.expand(*lead, *z.shape[-3:])
-            h = self.generators[j](torch.cat([up, z], dim=-3), K)
+            h = self.generators[j](torch.cat([upsample(h), zs[j].unsqueeze(-3)], dim=-3), K)
         return h
 
     def spin_dist(self, zs: list[torch.Tensor], K: torch.Tensor) -> dist.Distribution:
