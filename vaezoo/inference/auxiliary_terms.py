@@ -66,7 +66,12 @@ def stages(pair: PairTrace, who: str) -> list[Stages]:
     return found
 
 
-def require_pathwise(pair: PairTrace, guide, who: str) -> None:
+def require_pathwise(
+    pair: PairTrace,
+    guide,
+    who: str,
+    needs: str = "scores x at the guide's samples and needs them to carry the gradient to the guide",
+) -> None:
     """Raise :class:`ConfigError` if the guide's samples do not carry the gradient to the guide.
 
     The auxiliary terms are functions of z, trained by the pathwise gradient; a guide that returns
@@ -79,9 +84,8 @@ def require_pathwise(pair: PairTrace, guide, who: str) -> None:
     detached = [n for n in pair.latent if not pair.guide_sites[n]["value"].requires_grad]
     if detached:
         raise ConfigError(
-            f"the {who} objective scores x at the guide's samples and needs them to carry the gradient to "
-            f"the guide, but {type(guide).__name__} returns site(s) {detached} detached; use 'elbo' with "
-            "this guide"
+            f"the {who} objective {needs}, but {type(guide).__name__} returns site(s) {detached} "
+            "detached; use 'elbo' with this guide"
         )
 
 

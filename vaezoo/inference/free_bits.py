@@ -6,10 +6,13 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+from pyro import poutine
 
+from vaezoo.inference.auxiliary_terms import require_pathwise
 from vaezoo.inference.nvae_elbo import group_kls
 from vaezoo.inference.objective import Objective, scaled_latents
 from vaezoo.inference.traces import PairTrace, run_pair
+from vaezoo.nets import evaluating
 from vaezoo.registry import register_objective
 
 
@@ -17,8 +20,11 @@ from vaezoo.registry import register_objective
 class FreeBitsConfig:
     lam: float = field(
         default=0.25,
-        metadata={"help": "free nats per latent dimension: a site's batch-mean KL below lam x its "
-                          "dimensions costs that constant instead", "min": 0},
+        metadata={
+            "help": "free nats per latent dimension: a site's batch-mean KL below lam x its "
+            "dimensions costs that constant instead",
+            "min": 0,
+        },
     )
     num_particles: int = field(default=1, metadata={"help": "samples of z per datapoint, averaged", "min": 1})
     analytic_kl: bool = field(default=True, metadata={"help": "use closed-form KL terms where valid"})
@@ -72,6 +78,19 @@ class FreeBits(Objective):
         below = kls.flatten(1).mean(1) < floors  # per site: is its batch-mean KL under the floor?
         kl = torch.where(below.reshape(-1, 1, 1), floors.reshape(-1, 1, 1), kls).sum(0)
         return (recon - kl).mean(0)
+
+    def check_pair(self, model, guide, x: torch.Tensor) -> None:
+        # Each site's KL is clamped on its own, so it must be the guide's own per-site KL; a guide with
+        # detached samples (hmc_refined) scores them with a surrogate log q, right only in the ELBO's sum.
+        with torch.enable_grad(), poutine.block(), evaluating(model, guide):
+            pair = run_pair(model, guide, x, 1)
+            require_pathwise(
+                pair,
+                guide,
+                "free_bits",
+                needs="clamps each latent site's KL, which needs the "
+                "guide's own per-site density and pathwise samples",
+            )
 
     def bound(self, model, guide, x: torch.Tensor) -> torch.Tensor:
         """The ELBO per datapoint, with no clamping (a lower bound on log p(x))."""
